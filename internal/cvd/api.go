@@ -66,15 +66,15 @@ func CheckOf(err error) Check {
 // Header is the 512-byte header of a .cvd/.cld/.cud file:
 // "ClamAV-VDB:build time:version:sigs:f-level:md5:dsig:builder:stime".
 type Header struct {
-	Magic     string    // "ClamAV-VDB"
-	BuildTime string    // as written, e.g. "08 Mar 2024 09-21 +0000"
-	Version   uint      // database version
-	Sigs      uint      // signature count the builder declared
-	FLevel    uint      // minimum functionality level
-	MD5       string    // lowercase hex MD5 of the body ("X" in a CLD)
-	DSig      string    // legacy RSA signature in ClamAV's base64 ("X" in a CLD)
-	Builder   string    // who built it
-	Time      time.Time // the stime field (unix seconds) as UTC; zero if absent
+	Magic     string    `json:"magic"`      // "ClamAV-VDB"
+	BuildTime string    `json:"build_time"` // as written, e.g. "08 Mar 2024 09-21 +0000"
+	Version   uint      `json:"version"`    // database version
+	Sigs      uint      `json:"sigs"`       // signature count the builder declared
+	FLevel    uint      `json:"flevel"`     // minimum functionality level
+	MD5       string    `json:"md5"`        // lowercase hex MD5 of the body ("X" in a CLD)
+	DSig      string    `json:"dsig"`       // legacy RSA signature in ClamAV's base64 ("X" in a CLD)
+	Builder   string    `json:"builder"`    // who built it
+	Time      time.Time `json:"time"`       // the stime field (unix seconds) as UTC; zero if absent
 }
 
 // File is one member of a database's tar body.
@@ -91,8 +91,8 @@ type Info struct {
 	Kind     Kind   `json:"kind"`
 	Header   Header `json:"header"`
 	Files    []File `json:"files,omitempty"`
-	Size     int64  `json:"size"`   // bytes of the whole file
-	SHA256   string `json:"sha256"` // of the whole file
+	Size     int64  `json:"size"`        // bytes of the whole file
+	SHA256   string `json:"sha256"`      // of the whole file
 	SignedBy string `json:"signed_by"`   // "clamav" (official key), "key:<sha256 of the public key DER>", or "unsigned"
 	Sign     string `json:"sign_status"` // .sign beside the file: "verified", "absent", "unchecked" (no certs configured)
 	// For KindCDiff: the database it patches and the version it produces.
@@ -104,6 +104,10 @@ type Limits struct {
 	MaxFiles     int   // tar entries; default 1,000
 	MaxFileBytes int64 // one entry, decompressed; default 4 GiB
 	MaxBytes     int64 // all entries, decompressed; default 8 GiB
+	// MaxRatio bounds decompressed/compressed bytes while inflating, so a
+	// gzip bomb is refused after reading a few KiB instead of after
+	// inflating gigabytes; default 100 (ClamAV databases compress 2-5x).
+	MaxRatio int64
 }
 
 // Trust is the verifier's configuration: which keys and certificates it
