@@ -1,13 +1,9 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -26,13 +22,25 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use 30s, 5m, 24h)", n.Line, s)
+		return fmt.Errorf("%q is not a duration (use 30s, 5m, 24h)", s)
 	}
 	*d = Duration(v)
 	return nil
 }
 
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String is the duration as an operator writes it: "24h", not "24h0m0s".
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // TLS names a certificate, its key and the CA that client certificates must chain to.
 type TLS struct {
@@ -208,50 +216,49 @@ func (a *Agent) Path() string { return a.path }
 // LoadMirror reads, decodes strictly and validates a mirror.yaml.
 func LoadMirror(path string) (*Mirror, error) {
 	c := DefaultMirror()
-	if err := decodeFile(path, &c); err != nil {
+	ln, err := decodeFile(path, &c)
+	if err != nil {
 		return nil, err
 	}
 	c.path = path
 	c.resolve(filepath.Dir(path))
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := withLines(path, ln, c.Validate()); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
 
-// LoadAgent reads, decodes strictly and validates an agent.yaml.
+// LoadAgent reads, decodes strictly and validates an agent.yaml. An empty
+// node_name becomes the host name, so --check-config shows the CN the
+// agent's client certificate must carry.
 func LoadAgent(path string) (*Agent, error) {
 	c := DefaultAgent()
-	if err := decodeFile(path, &c); err != nil {
+	ln, err := decodeFile(path, &c)
+	if err != nil {
 		return nil, err
 	}
 	c.path = path
 	c.resolve(filepath.Dir(path))
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("%s: node_name is empty and the host name is unknown: %w", path, err)
+		}
+		c.NodeName = h
+	}
+	if err := withLines(path, ln, c.Validate()); err != nil {
+		return nil, err
 	}
 	return &c, nil
-}
-
-// decodeFile decodes YAML over the defaults already in v; unknown keys are
-// errors with the file name and line.
-func decodeFile(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	return nil
 }
 
 // abs makes p absolute relative to dir; "" stays "".
 func abs(dir, p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
+	}
+	if a, err := filepath.Abs(filepath.Join(dir, p)); err == nil {
+		return a
 	}
 	return filepath.Join(dir, p)
 }
@@ -274,152 +281,4 @@ func (t *Trust) resolve(dir string) {
 		t.CVDKeys[i] = abs(dir, k)
 	}
 	t.SignCertsDir = abs(dir, t.SignCertsDir)
-}
-
-var dbName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
-// Validate reports the first invalid setting, naming its key.
-func (m *Mirror) Validate() error {
-	var errs []error
-	if m.DataDir == "" {
-		errs = append(errs, errors.New("data_dir: must be set"))
-	}
-	if m.Listen == "" && m.PlainListen == "" {
-		errs = append(errs, errors.New("listen: must be set (or plain_listen)"))
-	}
-	if m.Listen != "" && (m.TLS.Cert == "" || m.TLS.Key == "") {
-		errs = append(errs, errors.New("tls: cert and key must be set when listen is set"))
-	}
-	u := m.Upstream
-	if u.ChecksPerDay < 1 || u.ChecksPerDay > 50 {
-		errs = append(errs, fmt.Errorf("upstream.checks_per_day: %d is outside 1..50", u.ChecksPerDay))
-	}
-	if u.Enabled && len(u.URLs) == 0 {
-		errs = append(errs, errors.New("upstream.urls: at least one URL is needed when upstream.enabled is true"))
-	}
-	for _, s := range u.URLs {
-		if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
-			errs = append(errs, fmt.Errorf("upstream.urls: %q must start with http:// or https://", s))
-		}
-	}
-	for _, d := range u.Databases {
-		if !dbName.MatchString(d) {
-			errs = append(errs, fmt.Errorf("upstream.databases: %q is not a database name", d))
-		}
-	}
-	if u.Timeout <= 0 {
-		errs = append(errs, errors.New("upstream.timeout: must be positive"))
-	}
-	if m.Trust.RequireSign && m.Trust.SignCertsDir == "" {
-		errs = append(errs, errors.New("trust.require_sign: needs trust.sign_certs_dir"))
-	}
-	if m.Retention.CDiffs < 0 || m.Retention.Versions < 1 {
-		errs = append(errs, errors.New("retention: cdiffs must be >= 0 and versions >= 1"))
-	}
-	return errors.Join(errs...)
-}
-
-var hhmm = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
-
-// Validate reports every invalid setting, naming its key.
-func (a *Agent) Validate() error {
-	var errs []error
-	if a.StateDir == "" {
-		errs = append(errs, errors.New("state_dir: must be set"))
-	}
-	if len(a.Mirror.URLs) == 0 {
-		errs = append(errs, errors.New("mirror.urls: at least one URL is needed"))
-	}
-	for _, s := range a.Mirror.URLs {
-		if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") {
-			errs = append(errs, fmt.Errorf("mirror.urls: %q must start with https://", s))
-		}
-	}
-	if a.Mirror.ChecksPerDay < 1 || a.Mirror.ChecksPerDay > 50 {
-		errs = append(errs, fmt.Errorf("mirror.checks_per_day: %d is outside 1..50", a.Mirror.ChecksPerDay))
-	}
-	if a.Mirror.Timeout <= 0 {
-		errs = append(errs, errors.New("mirror.timeout: must be positive"))
-	}
-	switch a.Clamd.Mode {
-	case "managed":
-		if a.Clamd.Binary == "" {
-			errs = append(errs, errors.New("clamd.binary: must be set in managed mode"))
-		}
-	case "external":
-		if !strings.HasPrefix(a.Clamd.Socket, "unix://") && !strings.HasPrefix(a.Clamd.Socket, "tcp://") {
-			errs = append(errs, fmt.Errorf("clamd.socket: %q must be unix:///path or tcp://host:port in external mode", a.Clamd.Socket))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("clamd.mode: %q is not managed or external", a.Clamd.Mode))
-	}
-	if a.Clamd.MaxThreads < 0 {
-		errs = append(errs, errors.New("clamd.max_threads: must be >= 0"))
-	}
-	s := a.Scan.Schedule
-	if s.Cron != "" {
-		if s.Interval != "" && s.Interval != "daily" && s.Interval != "disabled" {
-			// daily is the default: only an explicit other interval conflicts.
-			errs = append(errs, errors.New("scan.schedule: set interval or cron, not both"))
-		}
-		if len(strings.Fields(s.Cron)) != 5 {
-			errs = append(errs, fmt.Errorf("scan.schedule.cron: %q must have 5 fields (minute hour day month weekday)", s.Cron))
-		}
-	} else {
-		switch s.Interval {
-		case "hourly", "daily", "disabled":
-		default:
-			errs = append(errs, fmt.Errorf("scan.schedule.interval: %q is not hourly, daily or disabled", s.Interval))
-		}
-		if s.Interval != "disabled" {
-			if !hhmm.MatchString(s.Earliest) {
-				errs = append(errs, fmt.Errorf("scan.schedule.earliest: %q is not HH:MM", s.Earliest))
-			}
-			if !hhmm.MatchString(s.Latest) {
-				errs = append(errs, fmt.Errorf("scan.schedule.latest: %q is not HH:MM", s.Latest))
-			}
-		}
-	}
-	for _, p := range a.Scan.Paths {
-		if !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("scan.paths: %q must be absolute", p))
-		}
-	}
-	for _, e := range a.Scan.Exclude {
-		if _, err := regexp.Compile(e); err != nil {
-			errs = append(errs, fmt.Errorf("scan.exclude: %q: %v", e, err))
-		}
-	}
-	switch a.Scan.Action {
-	case "notify", "copy", "move", "remove":
-	default:
-		errs = append(errs, fmt.Errorf("scan.action: %q is not notify, copy, move or remove", a.Scan.Action))
-	}
-	if (a.Scan.Action == "copy" || a.Scan.Action == "move") && a.Scan.QuarantineDir == "" {
-		errs = append(errs, errors.New("scan.quarantine_dir: must be set for action copy or move"))
-	}
-	for _, sig := range a.Allowlist.Signatures {
-		if sig == "" || strings.ContainsAny(sig, "\n\r") {
-			errs = append(errs, fmt.Errorf("allowlist.signatures: %q is not a signature name", sig))
-		}
-	}
-	sha := regexp.MustCompile(`^[0-9a-fA-F]{64}:[0-9]+$`)
-	for _, h := range a.Allowlist.SHA256 {
-		if !sha.MatchString(h) {
-			errs = append(errs, fmt.Errorf("allowlist.sha256: %q is not HASH:SIZE (64 hex digits, colon, size in bytes)", h))
-		}
-	}
-	if a.Limits.CPUPercent < 0 || a.Limits.CPUPercent > 100*1024 {
-		errs = append(errs, fmt.Errorf("limits.cpu_percent: %d is out of range (0 = unlimited, 100 = one core)", a.Limits.CPUPercent))
-	}
-	if a.Limits.MemoryBytes < 0 {
-		errs = append(errs, errors.New("limits.memory_bytes: must be >= 0"))
-	}
-	if a.Report.StaleAfter <= 0 {
-		errs = append(errs, errors.New("report.stale_after: must be positive"))
-	}
-	if r := a.Report.Syslog; r != "" && !strings.HasPrefix(r, "udp://") && !strings.HasPrefix(r, "tcp://") && !strings.HasPrefix(r, "tls://") {
-		errs = append(errs, fmt.Errorf("report.syslog: %q must be udp://, tcp:// or tls://host:port", r))
-	}
-	return errors.Join(errs...)
 }
