@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"math/big"
 )
@@ -96,7 +98,56 @@ func verifyPSS(pub *rsa.PublicKey, digest []byte, sig string) bool {
 	}
 	k := (pub.N.BitLen() + 7) / 8
 	b := s.FillBytes(make([]byte, k))
-	return rsa.VerifyPSS(pub, crypto.SHA256, digest, b, pssOpts) == nil
+	if rsa.VerifyPSS(pub, crypto.SHA256, digest, b, pssOpts) == nil {
+		return true
+	}
+	return verifyPSSClamAV(pub, digest, s, k)
+}
+
+// verifyPSSClamAV is EMSA-PSS-VERIFY (RFC 8017 9.1.2) the way libclamav's
+// cli_versig2 does it: the encoded message is the full k bytes of the
+// modulus and only its top bit must be clear (emBits = 8k-1). For ClamAV's
+// 2047-bit keys Go's rsa.VerifyPSS uses emBits = 2046 and so refuses genuine
+// signatures whose second bit is set (test-5.cvd's .info DSIG is one).
+func verifyPSSClamAV(pub *rsa.PublicKey, digest []byte, s *big.Int, k int) bool {
+	const hLen, sLen = sha256.Size, 32
+	em := new(big.Int).Exp(s, big.NewInt(int64(pub.E)), pub.N).FillBytes(make([]byte, k))
+	if len(digest) != hLen || k < hLen+sLen+2 || em[k-1] != 0xbc || em[0]&0x80 != 0 {
+		return false
+	}
+	db := append([]byte(nil), em[:k-hLen-1]...)
+	h := em[k-hLen-1 : k-1]
+	// MGF1 with SHA-256.
+	var counter [4]byte
+	for off := 0; off < len(db); off += hLen {
+		m := sha256.New()
+		m.Write(h)
+		m.Write(counter[:])
+		sum := m.Sum(nil)
+		for i := 0; i < hLen && off+i < len(db); i++ {
+			db[off+i] ^= sum[i]
+		}
+		for i := 3; i >= 0; i-- {
+			if counter[i]++; counter[i] != 0 {
+				break
+			}
+		}
+	}
+	db[0] &= 0x7f
+	ps := len(db) - sLen - 1
+	for _, c := range db[:ps] {
+		if c != 0 {
+			return false
+		}
+	}
+	if db[ps] != 0x01 {
+		return false
+	}
+	m := sha256.New()
+	m.Write(make([]byte, 8))
+	m.Write(digest)
+	m.Write(db[ps+1:])
+	return subtle.ConstantTimeCompare(m.Sum(nil), h) == 1
 }
 
 // signPSS makes an encoded RSA-PSS signature over a SHA-256 digest.
