@@ -114,6 +114,9 @@ func verifyCDiff(path string, f *os.File, size int64, t *Trust, o verifyOpts) (*
 		SHA256:       hex.EncodeToString(whole.Sum(nil)),
 		CDiffVersion: l.hdr.Version,
 	}
+	if o.inspect {
+		return info, nil
+	}
 	if !o.structural {
 		digest := signed.Sum(nil)
 		var signer *rsa.PublicKey

@@ -26,10 +26,21 @@ func Verify(path string, t *Trust) (*Info, error) {
 	return info, err
 }
 
+// Inspect reads what a database or cdiff says about itself (header, members
+// with sizes and SHA-256, for a cdiff its version) without deciding whether
+// to trust it: only unreadable files, foreign formats, malformed headers and
+// unsafe or corrupt archives are errors. `avfleet cvd info` shows this next
+// to Verify's verdict.
+func Inspect(path string, l Limits) (*Info, error) {
+	info, _, err := verifyPath(path, &Trust{Limits: l}, verifyOpts{inspect: true, structural: true})
+	return info, err
+}
+
 // verifyOpts are the internal variants of Verify.
 type verifyOpts struct {
 	checkSign  bool      // look at the .sign beside the file
 	structural bool      // archive and .info structure only: no trust decisions
+	inspect    bool      // stop after reading the archive (Inspect)
 	sink       entrySink // receives member contents (extraction)
 }
 
@@ -138,6 +149,22 @@ func verifyDB(path string, f io.Reader, head []byte, t *Trust, o verifyOpts) (*I
 	if res.BodyLen == 0 {
 		return nil, res, verr(path, CheckArchive, nil, "no body after the header (file truncated?)")
 	}
+	if o.inspect {
+		if res.BodyErr != nil {
+			return nil, res, classifyBodyErr(path, res.BodyErr)
+		}
+		info.Kind = KindCVD
+		if hdr.DSig == "X" {
+			info.Kind = KindCUD
+			if bytes.Contains(res.InfoRaw, []byte("\nDSIG:")) {
+				info.Kind = KindCLD
+			}
+		}
+		if res.InfoName != "" {
+			info.Name = strings.TrimSuffix(res.InfoName, ".info")
+		}
+		return info, res, nil
+	}
 
 	// Body MD5 and header signature: only a CVD (and our CUDs) carry them.
 	var signer *rsa.PublicKey // who signed the header, if anyone
@@ -160,15 +187,7 @@ func verifyDB(path string, f io.Reader, head []byte, t *Trust, o verifyOpts) (*I
 
 	// The archive itself.
 	if res.BodyErr != nil {
-		var ie *infoError
-		var ioe *ioError
-		switch {
-		case errors.As(res.BodyErr, &ioe):
-			return nil, res, ioErr(path, ioe.err)
-		case errors.As(res.BodyErr, &ie):
-			return nil, res, verr(path, CheckInfo, res.BodyErr, "%v", res.BodyErr)
-		}
-		return nil, res, verr(path, CheckArchive, res.BodyErr, "body: %v", res.BodyErr)
+		return nil, res, classifyBodyErr(path, res.BodyErr)
 	}
 
 	// The .info: present, well-formed, signed, about this header.
@@ -242,6 +261,18 @@ func verifyDB(path string, f io.Reader, head []byte, t *Trust, o verifyOpts) (*I
 		}
 	}
 	return info, res, nil
+}
+
+func classifyBodyErr(path string, err error) error {
+	var ie *infoError
+	var ioe *ioError
+	switch {
+	case errors.As(err, &ioe):
+		return ioErr(path, ioe.err)
+	case errors.As(err, &ie):
+		return verr(path, CheckInfo, err, "%v", err)
+	}
+	return verr(path, CheckArchive, err, "body: %v", err)
 }
 
 // checkFileList compares the archive members with the .info list: every
