@@ -276,6 +276,10 @@ func writeFile(path, value string) error {
 		err = cerr
 	}
 	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
 		return fmt.Errorf("write %q to %s: %w", value, path, err)
 	}
 	return nil
