@@ -512,3 +512,13 @@ func FuzzFormatRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFormatDetection is the cost Report adds to a scan per detection.
+func BenchmarkFormatDetection(b *testing.B) {
+	f := &formatter{facility: FacilityDaemon, hostname: "h", procID: "1", maxSize: 8000}
+	d := sampleEvents()[0]
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		f.format(d, uint32(i))
+	}
+}

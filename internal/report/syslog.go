@@ -548,28 +548,47 @@ func (s *Syslog) dial(ctx context.Context) (*syslogConn, error) {
 			var b [64]byte
 			for {
 				if _, err := c.Read(b[:]); err != nil {
+					sc.readErr = err
 					return
 				}
 			}
 		}()
 	}
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().Version >= tls.VersionTLS13 {
+		// In TLS 1.3 the client's handshake ends before the server has
+		// checked the client certificate; a rejection arrives as an alert
+		// afterwards. Waiting for it briefly turns a rejected certificate
+		// into a connect error instead of silently lost messages.
+		select {
+		case <-sc.dead:
+			c.Close()
+			return nil, sc.readErr
+		case <-time.After(tls13VerdictWait):
+		case <-ctx.Done():
+			c.Close()
+			return nil, ctx.Err()
+		}
+	}
 	return sc, nil
 }
 
-type syslogConn struct {
-	c      net.Conn
-	framed bool
-	dead   chan struct{}
-	buf    []byte
-}
+// tls13VerdictWait is how long a new TLS 1.3 connection waits for the
+// server to reject the client certificate (one round trip is enough).
+const tls13VerdictWait = 300 * time.Millisecond
 
-var errPeerClosed = errors.New("server closed the connection")
+type syslogConn struct {
+	c       net.Conn
+	framed  bool
+	dead    chan struct{} // closed when the reader saw the connection end
+	readErr error         // why; read only after dead is closed
+	buf     []byte
+}
 
 func (sc *syslogConn) write(msg []byte, timeout time.Duration) error {
 	if sc.dead != nil {
 		select {
 		case <-sc.dead:
-			return errPeerClosed
+			return fmt.Errorf("server closed the connection: %w", sc.readErr)
 		default:
 		}
 	}

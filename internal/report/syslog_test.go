@@ -362,6 +362,16 @@ func TestSyslogTLS(t *testing.T) {
 		default:
 		}
 	})
+	t.Run("no client certificate", func(t *testing.T) {
+		// TLS 1.3: the server's rejection comes after the client's handshake.
+		s := newTestSyslog(t, fmt.Sprintf("tls://%s?ca=%s", ln.Addr(), p.caFile), SyslogOptions{FlushTimeout: 100 * time.Millisecond})
+		startSyslog(t, s)
+		s.Report(t.Context(), testDetection(0))
+		waitFor(t, func() bool { return strings.Contains(s.Stats().LastError, "certificate required") })
+		if st := s.Stats(); st.Sent != 0 {
+			t.Errorf("counted as sent over a rejected connection: %+v", st)
+		}
+	})
 	t.Run("bad CA file", func(t *testing.T) {
 		target, _ := ParseSyslogURL("tls://127.0.0.1:1?ca=" + p.serverKey)
 		if _, err := NewSyslog(target, SyslogOptions{}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
