@@ -1,0 +1,450 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/avfleet/avfleet/internal/report"
+)
+
+type fileID struct{ dev, ino uint64 }
+
+// run is one scan in progress.
+type run struct {
+	s      *Scanner
+	opts   Options
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	cache  *cacheRun
+	jobs   chan *job
+
+	// skipDirs are directories never entered (the quarantine, the overlay
+	// layers of containers scanned through their roots). Written before the
+	// walk starts, read-only after.
+	skipDirs map[fileID]string
+
+	linksMu sync.Mutex
+	links   map[fileID]struct{} // files with several names, scanned once
+
+	files, bytes, unchanged, detections, containers atomic.Int64
+	doneFiles, doneBytes, skipped, errs             atomic.Int64
+	totalFiles, totalBytes                          atomic.Int64
+	current                                         atomic.Pointer[string]
+	connFailures                                    atomic.Int32
+	start                                           time.Time
+
+	reasonsMu sync.Mutex
+	reasons   map[string]int64
+
+	fatalOnce sync.Once
+	fatal     error
+
+	evMu sync.Mutex
+}
+
+// maxConnFailures is how many clamd connection failures in a row end a scan.
+const maxConnFailures = 10
+
+// clamdWait is how long a worker keeps trying to reach clamd (a supervised
+// clamd being restarted) before the scan fails.
+const clamdWait = 15 * time.Second
+
+func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary, error) {
+	log := s.cfg.Logger
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	r := &run{
+		s: s, opts: opts, ctx: ctx, cancel: cancel,
+		skipDirs: map[fileID]string{},
+		links:    map[fileID]struct{}{},
+		reasons:  map[string]int64{},
+		start:    time.Now(),
+	}
+	r.totalFiles.Store(-1)
+	r.totalBytes.Store(-1)
+	sum := report.ScanSummary{
+		ScanID: opts.ScanID, Node: s.cfg.Node, Trigger: opts.Trigger, Start: r.start,
+		Paths: opts.Paths, DBVersions: opts.DBVersions,
+	}
+
+	if q := s.cfg.QuarantineDir; q != "" {
+		var st unix.Stat_t
+		if unix.Stat(q, &st) == nil {
+			r.skipDirs[fileID{st.Dev, st.Ino}] = ReasonQuarantine
+		}
+	}
+	if s.cache != nil {
+		if opts.Definitions == "" {
+			log.Info("incremental scan off for this scan: the loaded definitions are not known")
+		} else if c, err := s.cache.begin(ctx, opts.Definitions, s.cfg.Workers); err != nil {
+			log.Warn("incremental scan off for this scan: scan cache unusable", "err", err)
+		} else {
+			r.cache = c
+		}
+	}
+
+	var targets []target
+	if opts.Containers {
+		ctrs, err := DiscoverContainers("/proc")
+		if err != nil {
+			log.Warn("containers not scanned", "err", err)
+		}
+		for _, c := range ctrs {
+			defer c.Close()
+			targets = append(targets, target{path: c.Path, ctr: c})
+			for _, l := range c.Layers {
+				var st unix.Stat_t
+				if unix.Stat(l, &st) == nil {
+					r.skipDirs[fileID{st.Dev, st.Ino}] = ReasonContainerLayer
+				}
+			}
+			log.Debug("container found", "container", c.ID, "pid", c.PID, "layers", len(c.Layers))
+		}
+	}
+	for _, p := range opts.Paths {
+		targets = append(targets, target{path: filepath.Clean(p)})
+	}
+
+	r.jobs = make(chan *job, 8*s.cfg.Workers)
+	var workers, counter sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Go(r.worker)
+	}
+	if opts.Count {
+		counter.Go(func() {
+			w := newWalker(r, true)
+			for _, t := range targets {
+				w.walk(t)
+			}
+			if ctx.Err() == nil {
+				r.totalBytes.Store(w.nBytes)
+				r.totalFiles.Store(w.nFiles)
+			}
+		})
+	}
+	stopProgress := r.startProgress()
+	w := newWalker(r, false)
+	for _, t := range targets {
+		if ctx.Err() != nil {
+			break
+		}
+		if t.ctr != nil {
+			r.containers.Add(1)
+		}
+		w.walk(t)
+	}
+	close(r.jobs)
+	workers.Wait()
+	counter.Wait()
+	if r.cache != nil {
+		if err := r.cache.close(); err != nil {
+			log.Warn("scan cache: clean results not saved; they will be scanned again", "err", err)
+		}
+	}
+	stopProgress()
+
+	sum.End = time.Now()
+	sum.Duration = sum.End.Sub(sum.Start)
+	sum.Files, sum.Bytes = r.files.Load(), r.bytes.Load()
+	sum.Skipped, sum.Errors = r.skipped.Load(), r.errs.Load()
+	sum.Detections, sum.IncrementalHits = r.detections.Load(), r.unchanged.Load()
+	sum.Containers = r.containers.Load()
+	r.reasonsMu.Lock()
+	sum.SkippedByReason = maps.Clone(r.reasons)
+	r.reasonsMu.Unlock()
+	var err error
+	switch {
+	case r.fatal != nil:
+		sum.Result, sum.Error, err = report.ResultError, r.fatal.Error(), r.fatal
+	case parent.Err() != nil:
+		sum.Result, sum.Error, err = report.ResultCancelled, "cancelled", parent.Err()
+	case sum.Detections > 0:
+		sum.Result = report.ResultInfected
+	default:
+		sum.Result = report.ResultClean
+	}
+	if s.cfg.Sink != nil {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
+		s.cfg.Sink.Report(rctx, sum)
+		rcancel()
+	}
+	return sum, err
+}
+
+// fail ends the scan with err.
+func (r *run) fail(err error) {
+	r.fatalOnce.Do(func() {
+		r.fatal = err
+		r.cancel(err)
+	})
+}
+
+func (r *run) startProgress() (stop func()) {
+	if r.opts.Progress == nil {
+		return func() {}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(r.opts.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				r.opts.Progress(r.snapshot())
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		r.opts.Progress(r.snapshot())
+	}
+}
+
+func (r *run) snapshot() Progress {
+	p := Progress{
+		Files: r.files.Load(), Bytes: r.bytes.Load(), Unchanged: r.unchanged.Load(),
+		Skipped: r.skipped.Load(), Errors: r.errs.Load(), Detections: r.detections.Load(),
+		Containers: r.containers.Load(), DoneFiles: r.doneFiles.Load(), DoneBytes: r.doneBytes.Load(),
+		TotalFiles: r.totalFiles.Load(), TotalBytes: r.totalBytes.Load(), Elapsed: time.Since(r.start),
+	}
+	if c := r.current.Load(); c != nil {
+		p.Current = *c
+	}
+	return p
+}
+
+// skip counts something not scanned and tells OnFile.
+func (r *run) skip(path, cpath string, ctr *Container, reason string, detail error) {
+	if IsError(reason) {
+		r.errs.Add(1)
+	} else {
+		r.skipped.Add(1)
+	}
+	r.reasonsMu.Lock()
+	r.reasons[reason]++
+	r.reasonsMu.Unlock()
+	if r.opts.OnFile != nil {
+		ev := FileEvent{Path: path, ContainerPath: cpath, Reason: reason}
+		if ctr != nil {
+			ev.Container = ctr.ID
+		}
+		if detail != nil {
+			ev.Err = detail.Error()
+		}
+		r.evMu.Lock()
+		r.opts.OnFile(ev)
+		r.evMu.Unlock()
+	}
+}
+
+func (r *run) worker() {
+	var conn Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for j := range r.jobs {
+		if r.ctx.Err() == nil {
+			r.process(&conn, j)
+		}
+		j.dir.release()
+	}
+}
+
+func keyOf(st *unix.Stat_t) fileKey {
+	return fileKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+}
+
+// openFile opens a directory entry for reading without following a symlink
+// and without blocking if it became a FIFO since the directory was read.
+// O_NOATIME keeps scans from touching access times where allowed.
+func openFile(dir int, name string) (int, error) {
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY
+	fd, err := unix.Openat(dir, name, flags|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Openat(dir, name, flags, 0)
+	}
+	return fd, err
+}
+
+// openReason classifies an error opening or stat-ing a directory entry.
+func openReason(err error) string {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return ReasonVanished
+	case errors.Is(err, unix.ELOOP):
+		return ReasonSymlink // replaced by a symlink since the directory was read
+	case errors.Is(err, unix.ENXIO):
+		return ReasonSocket
+	}
+	return ReasonUnreadable
+}
+
+func typeReason(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return ReasonSymlink
+	case unix.S_IFIFO:
+		return ReasonFIFO
+	case unix.S_IFSOCK:
+		return ReasonSocket
+	}
+	return ReasonDevice
+}
+
+// process scans one file: the worker's whole job.
+func (r *run) process(conn *Conn, j *job) {
+	var st unix.Stat_t
+	if r.cache != nil {
+		if err := unix.Fstatat(j.dir.fd, j.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			r.doneFiles.Add(1)
+			r.skip(j.path, j.cpath, j.ctr, openReason(err), err)
+			return
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.cache.clean(keyOf(&st)) {
+			r.unchanged.Add(1)
+			r.doneFiles.Add(1)
+			r.doneBytes.Add(st.Size)
+			return
+		}
+	}
+	if r.s.beforeOpen != nil {
+		r.s.beforeOpen(j.path)
+	}
+	fd, err := openFile(j.dir.fd, j.name)
+	if err != nil {
+		r.doneFiles.Add(1)
+		r.skip(j.path, j.cpath, j.ctr, openReason(err), err)
+		return
+	}
+	f := os.NewFile(uintptr(fd), j.path)
+	defer f.Close()
+	if err := unix.Fstat(fd, &st); err != nil {
+		r.doneFiles.Add(1)
+		r.skip(j.path, j.cpath, j.ctr, ReasonUnreadable, err)
+		return
+	}
+	r.doneFiles.Add(1)
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		r.skip(j.path, j.cpath, j.ctr, typeReason(st.Mode), nil)
+		return
+	}
+	r.doneBytes.Add(st.Size)
+	if st.Nlink > 1 && !r.firstLink(fileID{st.Dev, st.Ino}) {
+		r.skip(j.path, j.cpath, j.ctr, ReasonAlreadyScanned, errors.New("another name of this file was scanned"))
+		return
+	}
+	if st.Size > r.s.cfg.MaxFileSize {
+		r.skip(j.path, j.cpath, j.ctr, ReasonTooLarge, fmt.Errorf("%d bytes, over clamd's MaxFileSize of %d", st.Size, r.s.cfg.MaxFileSize))
+		return
+	}
+	r.current.Store(&j.path)
+	v, err := r.scanFile(conn, f)
+	switch {
+	case err != nil:
+		if r.ctx.Err() == nil {
+			r.skip(j.path, j.cpath, j.ctr, ReasonClamdError, err)
+		}
+	case v.Limit != "" || isLimitSignature(v.Signature):
+		r.skip(j.path, j.cpath, j.ctr, ReasonClamdLimit, errors.New(v.Limit+v.Signature))
+	case v.Error != "":
+		r.skip(j.path, j.cpath, j.ctr, ReasonClamdError, errors.New(v.Error))
+	case v.Signature != "":
+		r.files.Add(1)
+		r.bytes.Add(st.Size)
+		if r.cache != nil {
+			r.cache.forget(keyOf(&st))
+		}
+		r.detect(j, f, &st, v.Signature)
+	default:
+		r.files.Add(1)
+		r.bytes.Add(st.Size)
+		if r.cache != nil {
+			r.cache.put(keyOf(&st))
+		}
+	}
+}
+
+// isLimitSignature recognises the alerts clamd raises instead of scanning
+// past a limit when AlertExceedsMax is on: they say nothing about a virus.
+func isLimitSignature(sig string) bool {
+	return len(sig) > 27 && sig[:27] == "Heuristics.Limits.Exceeded."
+}
+
+func (r *run) firstLink(id fileID) bool {
+	r.linksMu.Lock()
+	defer r.linksMu.Unlock()
+	if _, ok := r.links[id]; ok {
+		return false
+	}
+	r.links[id] = struct{}{}
+	return true
+}
+
+// scanFile sends f to clamd, opening a connection when the worker has none
+// and trying once more on a new one when the connection fails.
+func (r *run) scanFile(conn *Conn, f *os.File) (Verdict, error) {
+	var last error
+	for range 2 {
+		if *conn == nil {
+			c, err := r.dial()
+			if err != nil {
+				return Verdict{}, err
+			}
+			*conn = c
+		}
+		v, err := (*conn).Scan(r.ctx, f)
+		if err == nil {
+			r.connFailures.Store(0)
+			return v, nil
+		}
+		(*conn).Close()
+		*conn = nil
+		if r.ctx.Err() != nil {
+			return Verdict{}, r.ctx.Err()
+		}
+		last = err
+		if r.connFailures.Add(1) > maxConnFailures {
+			r.fail(fmt.Errorf("clamd failed %d times in a row: %w", maxConnFailures, err))
+			return Verdict{}, err
+		}
+	}
+	return Verdict{}, last
+}
+
+func (r *run) dial() (Conn, error) {
+	deadline := time.Now().Add(clamdWait)
+	for {
+		c, err := r.s.cfg.Engine.Open(r.ctx)
+		if err == nil {
+			return c, nil
+		}
+		if r.ctx.Err() != nil {
+			return nil, r.ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			err = fmt.Errorf("cannot reach clamd for %s: %w", clamdWait, err)
+			r.fail(err)
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-r.ctx.Done():
+			return nil, r.ctx.Err()
+		}
+	}
+}
