@@ -128,6 +128,7 @@ type dbSpec struct {
 	full        []byte
 	cdiffs      map[uint][]byte
 	rolledBack  bool
+	signs       map[string][]byte // served path -> its .sign
 }
 
 // publish replaces the served set and wakes watchers.
@@ -143,6 +144,11 @@ func (f *fakeMirror) publish(specs ...dbSpec) {
 		d := ManifestDB{Name: s.name, Version: s.version, Kind: s.kind, Path: path, Size: int64(len(s.file)),
 			SHA256: sum(s.file), SignedBy: s.signedBy, FullVersion: s.version, FullPath: path,
 			FullSize: int64(len(s.file)), FullSHA256: sum(s.file), RolledBack: s.rolledBack}
+		if sg, ok := s.signs[path]; ok {
+			d.SignPath = fmt.Sprintf("/%s-%d.cvd.sign", s.name, s.version)
+			d.FullSignPath = d.SignPath
+			f.files[d.SignPath] = sg
+		}
 		if d.SignedBy == "" {
 			d.SignedBy = "clamav"
 		}
@@ -160,7 +166,12 @@ func (f *fakeMirror) publish(specs ...dbSpec) {
 			for v := lo; v <= hi; v++ {
 				p := fmt.Sprintf("/%s-%d.cdiff", s.name, v)
 				f.files[p] = s.cdiffs[v]
-				d.CDiffFiles = append(d.CDiffFiles, CDiffFile{Version: v, Path: p, Size: int64(len(s.cdiffs[v])), SHA256: sum(s.cdiffs[v])})
+				cf := CDiffFile{Version: v, Path: p, Size: int64(len(s.cdiffs[v])), SHA256: sum(s.cdiffs[v])}
+				if sg, ok := s.signs[p]; ok {
+					cf.SignPath = p + ".sign"
+					f.files[cf.SignPath] = sg
+				}
+				d.CDiffFiles = append(d.CDiffFiles, cf)
 			}
 		}
 		m.Databases = append(m.Databases, d)

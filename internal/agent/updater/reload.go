@@ -16,6 +16,15 @@ type Reloader interface {
 	Reload(ctx context.Context, want map[string]uint) (sigs int, err error)
 }
 
+// Restorer is a Reloader that needs more than another reload to go back to
+// the previous set after a failed one: a managed clamd whose failed reload
+// freed its engine (ConcurrentDatabaseReload no) must be restarted. The
+// updater calls RestorePrevious after db points at the previous set again,
+// with the error the failed Reload returned.
+type Restorer interface {
+	RestorePrevious(ctx context.Context, reloadErr error, want map[string]uint) error
+}
+
 // ReloaderFunc adapts a function (the managed clamd's Reload, which confirms
 // by clamd's log line) to a Reloader.
 type ReloaderFunc func(ctx context.Context) (int, error)

@@ -25,6 +25,11 @@ type Options struct {
 	Verifier  Verifier
 	Reloader  Reloader // nil: NoReload
 	Allowlist Allowlist
+	// FetchSign downloads the ClamAV 1.5 .sign file beside each database and
+	// cdiff. Only useful when the verifier checks them (trust.sign_certs_dir):
+	// otherwise they are passed over unchecked, and they are larger than a
+	// typical cdiff.
+	FetchSign bool
 	// ChecksPerDay polls the manifest this often (jittered) besides the watch.
 	ChecksPerDay int
 	// PollInterval overrides 24h/ChecksPerDay (tests, benchmarks).
@@ -369,10 +374,17 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 			if e := u.o.Store.Restore(cur); e != nil {
 				return res, errors.Join(rerr, fmt.Errorf("put back set %s: %w", cur.Name, e))
 			}
-			// clamd keeps its previous engine when a reload fails, but a
-			// restart would read db again: it must name the old set now.
-			if _, e := reloader.Reload(ctx, cur.Versions()); e != nil {
-				u.log.Warn("reload of the previous set after a failed reload", "set", cur.Name, "err", e)
+			// db names the old set again, so a clamd restart reads it; and
+			// clamd itself goes back to it by a reload (or a restart, when
+			// the failed reload left it without an engine).
+			var e error
+			if r, ok := reloader.(Restorer); ok {
+				e = r.RestorePrevious(ctx, err, cur.Versions())
+			} else {
+				_, e = reloader.Reload(ctx, cur.Versions())
+			}
+			if e != nil {
+				u.log.Warn("load the previous set again after a failed reload", "set", cur.Name, "err", e)
 			}
 			rerr = failf(ReasonReload, "%v; put back the previous set %s (%s)", rerr, cur.Name, versionsString(cur.Versions()))
 		}
@@ -483,7 +495,7 @@ func (u *Updater) download(ctx context.Context, src *Client, path string, size i
 	if err != nil {
 		return "", n, err
 	}
-	if signPath != "" {
+	if signPath != "" && u.o.FetchSign {
 		k, err := src.Fetch(ctx, signPath, dst+".sign", -1, "")
 		u.o.Metrics.download("sign", k)
 		n += k

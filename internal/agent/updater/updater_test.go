@@ -498,3 +498,86 @@ func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
 }
+
+// TestCycleSignFiles: with trust.sign_certs_dir the agent fetches the .sign
+// beside every file and the verifier checks it; with require_sign a file
+// without one is refused even though its ClamAV signatures are fine.
+func TestCycleSignFiles(t *testing.T) {
+	certs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(certs, "ca.crt"), testdata(t, "clamav-test-ca.crt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := cvd.LoadSignRoots(certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := &cvd.Trust{SignRoots: roots, RequireSign: true}
+	h := newHarness(t, func(o *Options) {
+		o.Verifier = CVDVerifier{Trust: trust}
+		o.FetchSign = true
+	})
+	s3 := cvdSpec(t, 3)
+	s3.signs = map[string][]byte{"/test.cvd": testdata(t, "test-3.cvd.sign")}
+	h.mirror.publish(s3)
+	if _, err := h.u.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s6 := chainSpec(t, 6, 4)
+	s6.signs = map[string][]byte{}
+	for v := 4; v <= 6; v++ {
+		p := "/test-" + itoa(v) + ".cdiff"
+		s6.signs[p] = testdata(t, "test-"+itoa(v)+".cdiff.sign")
+	}
+	h.mirror.publish(s6)
+	res, err := h.u.Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Methods["test"] != "cdiff" || res.New["test"] != 6 {
+		t.Fatalf("%+v", res)
+	}
+	if got := testutil.ToFloat64(h.m.downloaded.WithLabelValues("sign")); got == 0 {
+		t.Error("no .sign bytes downloaded")
+	}
+
+	// cdiffs without their .sign are refused under require_sign.
+	h.mirror.publish(chainSpec(t, 6, 4))
+	h3 := newHarness(t, func(o *Options) {
+		o.Verifier = CVDVerifier{Trust: trust}
+		o.FetchSign = true
+	})
+	h3.mirror.publish(s3)
+	if _, err := h3.u.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h3.mirror.publish(chainSpec(t, 6, 4))
+	if _, err = h3.u.Cycle(context.Background()); reasonOf(err) != ReasonVerify || !strings.Contains(err.Error(), "test-4.cdiff.sign is missing") {
+		t.Fatalf("cdiffs without .sign: %v", err)
+	}
+
+	// A mirror that drops the .sign files cannot get past require_sign.
+	h2 := newHarness(t, func(o *Options) {
+		o.Verifier = CVDVerifier{Trust: trust}
+		o.FetchSign = true
+	})
+	h2.mirror.publish(cvdSpec(t, 3))
+	_, err = h2.u.Cycle(context.Background())
+	if reasonOf(err) != ReasonVerify || !strings.Contains(err.Error(), string(cvd.CheckSign)) {
+		t.Fatalf("err %v: want a refusal by the sign check", err)
+	}
+}
+
+// TestCycleNoSignWithoutCerts: without sign_certs_dir the .sign files are not
+// fetched at all (they would be passed over unchecked and are bigger than a cdiff).
+func TestCycleNoSignWithoutCerts(t *testing.T) {
+	h := newHarness(t, nil)
+	s := chainSpec(t, 3, 2)
+	s.signs = map[string][]byte{"/test.cvd": testdata(t, "test-3.cvd.sign")}
+	h.mirror.publish(s)
+	if _, err := h.u.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.mirror.hitCount("/test-3.cvd.sign"); n != 0 {
+		t.Errorf(".sign fetched %d times without sign_certs_dir", n)
+	}
+}

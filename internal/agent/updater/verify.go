@@ -3,6 +3,7 @@ package updater
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/avfleet/avfleet/internal/config"
 	"github.com/avfleet/avfleet/internal/cvd"
@@ -25,8 +26,24 @@ type CVDVerifier struct{ Trust *cvd.Trust }
 
 func (v CVDVerifier) Verify(path string) (*cvd.Info, error) { return cvd.Verify(path, v.Trust) }
 
+// Patch applies cdiffs to an installed base. The base was verified when it
+// was installed, .sign included; a CLD the agent built by patching can have
+// no .sign at all. So require_sign is enforced on the cdiffs only: each
+// must have its .sign beside it, and the verifier checks every .sign present.
 func (v CVDVerifier) Patch(base string, cdiffs []string, out string) (*cvd.Info, error) {
-	return cvd.Patch(base, cdiffs, out, v.Trust)
+	t := v.Trust
+	if t != nil && t.RequireSign {
+		for _, c := range cdiffs {
+			if _, err := os.Stat(c + ".sign"); err != nil {
+				return nil, &cvd.VerifyError{File: c, Check: cvd.CheckSign,
+					Reason: filepath.Base(c) + ".sign is missing and signatures are required (require_sign)", Err: err}
+			}
+		}
+		relaxed := *t
+		relaxed.RequireSign = false
+		t = &relaxed
+	}
+	return cvd.Patch(base, cdiffs, out, t)
 }
 
 func (v CVDVerifier) Convert(src, dst string, to cvd.Kind) error { return cvd.Convert(src, dst, to) }
