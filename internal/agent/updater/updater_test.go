@@ -541,7 +541,6 @@ func TestCycleSignFiles(t *testing.T) {
 	}
 
 	// cdiffs without their .sign are refused under require_sign.
-	h.mirror.publish(chainSpec(t, 6, 4))
 	h3 := newHarness(t, func(o *Options) {
 		o.Verifier = CVDVerifier{Trust: trust}
 		o.FetchSign = true
