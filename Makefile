@@ -7,9 +7,9 @@ BIN      := bin/avfleet
 CLAMAV_PKGS := clamav clamav-daemon clamav-freshclam clamav-testfiles
 # Test-only tools: rsyslog receives the agent's RFC 5424 syslog, nginx is the
 # reference server in the benchmarks, systemd checks the units.
-TEST_PKGS := rsyslog nginx-light
+TEST_PKGS := rsyslog nginx-light systemd
 
-.PHONY: build test deps test-deps demo bench fuzz vet clean
+.PHONY: build test deps test-deps demo bench fuzz vet clean deb
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/avfleet
@@ -30,6 +30,12 @@ test-deps: deps
 test: test-deps build
 	$(GO) vet ./...
 	AVFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
+	cd deploy/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# deb builds dist/avfleet_<version>_<arch>.deb with nfpm, a Go tool kept in
+# the separate module deploy/tools; no Docker.
+deb: build
+	GO=$(GO) ./deploy/debian/build-deb.sh $(BIN) $(VERSION) dist
 
 demo: deps build
 	./$(BIN) demo
@@ -47,4 +53,4 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
