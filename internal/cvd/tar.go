@@ -252,6 +252,9 @@ func parseOctal(f []byte) (int64, error) {
 	if len(s) == 0 {
 		return 0, errors.New("empty")
 	}
+	if len(bytes.Trim(s, "01234567")) != 0 {
+		return 0, fmt.Errorf("%q is not an octal number", s)
+	}
 	v, err := strconv.ParseInt(string(s), 8, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not an octal number", s)
