@@ -23,7 +23,7 @@ type Cache struct {
 
 // fileKey is what a clean result is remembered by.
 type fileKey struct {
-	dev, ino            uint64
+	dev, ino           uint64
 	size, mtime, ctime int64 // mtime and ctime in nanoseconds
 }
 

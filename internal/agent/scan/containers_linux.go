@@ -38,9 +38,14 @@ func (c *Container) Close() error {
 // (systemd's PrivateTmp services); a chroot without a new namespace is. The
 // caller closes each Container.
 func DiscoverContainers(proc string) ([]*Container, error) {
+	// The host's root is init's. Where init's root cannot be read (an init
+	// protected from ptrace-style access, as in some VMs' agents), the
+	// agent's own root stands in: the agent runs on the host then.
 	var host unix.Stat_t
 	if err := unix.Stat(proc+"/1/root", &host); err != nil {
-		return nil, fmt.Errorf("find containers: read the host's root through %s/1/root: %w (the agent needs root and the host's PID namespace)", proc, err)
+		if err := unix.Stat("/", &host); err != nil {
+			return nil, fmt.Errorf("find containers: stat /: %w", err)
+		}
 	}
 	ents, err := os.ReadDir(proc)
 	if err != nil {
