@@ -49,9 +49,15 @@ type Daemon struct {
 	watchTimeout time.Duration
 	stopping     chan struct{}
 
-	listeners []namedListener
-	servers   []*http.Server
+	listeners  []namedListener
+	servers    []*http.Server
+	background []func(context.Context) error
 }
+
+// Go adds a part (upstream sync) that Run starts after the store is
+// recovered and stops with the listeners. Call it before Run. A part that
+// returns an error other than at shutdown stops the daemon.
+func (d *Daemon) Go(part func(context.Context) error) { d.background = append(d.background, part) }
 
 type namedListener struct {
 	name string
@@ -209,7 +215,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.refreshSet()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, len(d.servers)+2)
+	errc := make(chan error, len(d.servers)+len(d.background)+2)
 	for i, srv := range d.servers {
 		l := d.listeners[i]
 		d.log.Info("listening", "listener", l.name, "addr", l.l.Addr().String())
@@ -226,6 +232,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); d.incomingLoop(loopCtx) }()
 	go func() { defer wg.Done(); d.setLoop(loopCtx) }()
+	for _, part := range d.background {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := part(loopCtx); err != nil && loopCtx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
 
 	var runErr error
 	select {

@@ -340,9 +340,14 @@ func (s *Store) ProcessIncoming(ctx context.Context) ([]Result, error) {
 func (s *Store) Import(ctx context.Context, paths []string) ([]Result, error) {
 	var out []Result
 	err := s.withLock(ctx, func(l *locked) error {
-		given := map[string]bool{}
+		travelling := map[string]bool{} // .sign files that go with a given file
 		for _, p := range paths {
-			given[filepath.Clean(p)] = true
+			p = filepath.Clean(p)
+			if !strings.HasSuffix(p, ".sign") {
+				if sign := findSign(filepath.Dir(p), filepath.Base(p)); sign != "" {
+					travelling[filepath.Clean(sign)] = true
+				}
+			}
 		}
 		type item struct{ path, name string }
 		var items []item
@@ -350,8 +355,8 @@ func (s *Store) Import(ctx context.Context, paths []string) ([]Result, error) {
 			p = filepath.Clean(p)
 			name := filepath.Base(p)
 			if strings.HasSuffix(name, ".sign") {
-				if given[strings.TrimSuffix(p, ".sign")] {
-					continue // travels with its file
+				if travelling[p] {
+					continue
 				}
 				out = append(out, Result{File: p, Outcome: Rejected, Check: cvd.CheckSign,
 					Reason: fmt.Sprintf("%s: a .sign file is imported together with its database file (give that file instead)", p)})
