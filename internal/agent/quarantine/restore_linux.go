@@ -76,7 +76,7 @@ func (s *Store) Restore(id string) (string, error) {
 		return "", fmt.Errorf("restore %s: write %s beside %s: %w", id, tmp, where, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
-		return "", fmt.Errorf("restore %s: %s has SHA-256 %s, the entry recorded %s: the quarantined copy is damaged; nothing restored", id, s.DataPath(id), got, m.SHA256)
+		return "", fmt.Errorf("restore %s: %s has SHA-256 %s, the entry recorded %s: %w; nothing restored", id, s.DataPath(id), got, m.SHA256, ErrDamaged)
 	}
 	// Owner first: chown clears set-id bits, the chmod after puts them back.
 	if err := unix.Fchown(fd, m.UID, m.GID); err != nil {
@@ -142,7 +142,7 @@ func openParent(root int, rel string) (dir int, name string, err error) {
 			return -1, "", fmt.Errorf("directory %s: %w", p, ErrGone)
 		}
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			return -1, "", fmt.Errorf("%s is no longer a directory (a symlink or file now): refusing to follow it", p)
+			return -1, "", fmt.Errorf("%s is no longer a directory (a symlink or file now): %w", p, ErrRefused)
 		}
 		if err != nil {
 			return -1, "", fmt.Errorf("open directory %s: %w", p, err)

@@ -23,6 +23,8 @@ var (
 	ErrNotFound = errors.New("no such quarantine entry")
 	ErrExists   = errors.New("a file exists at the original path")
 	ErrGone     = errors.New("the original location no longer exists")
+	ErrDamaged  = errors.New("the quarantined copy is damaged")
+	ErrRefused  = errors.New("refusing to follow a symlink")
 )
 
 // Root identifies a container's root filesystem at scan time, so that a

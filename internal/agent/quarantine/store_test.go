@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -137,7 +136,7 @@ func TestRestoreRefusesSymlinkAndDamage(t *testing.T) {
 	os.Mkdir(other, 0o755)
 	os.Remove(sub)
 	os.Symlink(other, sub)
-	if _, err := s.Restore(m.ID); err == nil || !strings.Contains(err.Error(), "refusing to follow") {
+	if _, err := s.Restore(m.ID); !errors.Is(err, ErrRefused) {
 		t.Fatalf("restore through a symlinked directory: %v", err)
 	}
 	if ents, _ := os.ReadDir(other); len(ents) != 0 {
@@ -148,7 +147,7 @@ func TestRestoreRefusesSymlinkAndDamage(t *testing.T) {
 	// Damaged quarantine copy: nothing is restored.
 	os.Chmod(s.DataPath(m.ID), 0o600)
 	os.WriteFile(s.DataPath(m.ID), []byte("dat4"), 0o600)
-	if _, err := s.Restore(m.ID); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, err := s.Restore(m.ID); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("restore of a damaged copy: %v", err)
 	}
 	if ents, _ := os.ReadDir(sub); len(ents) != 0 {
