@@ -21,6 +21,8 @@ import (
 
 	"github.com/avfleet/avfleet/internal/config"
 	"github.com/avfleet/avfleet/internal/mirror"
+	"github.com/avfleet/avfleet/internal/mirror/upstream"
+	"github.com/avfleet/avfleet/internal/mirror/upstream/mirrorsink"
 )
 
 func init() { register(newMirrorCommand) }
@@ -141,6 +143,14 @@ func runMirrorServe(ctx context.Context, g *globalOptions, cfg *config.Mirror) e
 	d, err := mirror.NewDaemon(mirror.DaemonOptions{Config: cfg, Logger: g.logger, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		return withCode(exitError, err)
+	}
+	if cfg.Upstream.Enabled {
+		sink, state := mirrorsink.New(d.Store())
+		s, err := upstream.New(upstream.Options{Config: cfg.Upstream, Sink: sink, State: state, Logger: g.logger, Registerer: reg})
+		if err != nil {
+			return withCode(exitError, err)
+		}
+		d.Go(s.Run)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
