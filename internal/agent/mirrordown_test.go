@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/avfleet/avfleet/internal/config"
+	"github.com/avfleet/avfleet/internal/mirror"
+	"github.com/avfleet/avfleet/internal/testutil"
+)
+
+// TestAgentMirrorDown: the mirror goes away. clamd keeps running on the last
+// good set, the agent retries with backoff, raises the stale alert after
+// stale_after (3 s here) and, when the mirror comes back with new
+// definitions, installs them and resolves the alert.
+func TestAgentMirrorDown(t *testing.T) {
+	certs := pki(t, "node1")
+	data := t.TempDir()
+	addr := freePort(t)
+	m := startMirror(t, certs, data, addr)
+	m.importFiles("test-3.cvd")
+	cfg := agentConfig(t, certs, "node1", addr)
+	cfg.Report.StaleAfter = config.Duration(3 * time.Second)
+	a := startAgent(t, cfg, func(o *Options) { o.PollInterval = 500 * time.Millisecond })
+	a.waitReady(t, 30*time.Second)
+
+	m.stop()
+	down := time.Now()
+	fails := func() float64 {
+		return metric(t, a.reg, "avfleet_agent_update_failures_total", "reason=unreachable")
+	}
+	eventually(t, 10*time.Second, "stale alert", func() bool {
+		return metric(t, a.reg, "avfleet_agent_definitions_stale") == 1
+	})
+	if el := time.Since(down); el < 2500*time.Millisecond {
+		t.Errorf("stale after %s, before stale_after", el)
+	}
+	if n := fails(); n < 2 {
+		t.Errorf("%v failed attempts while the mirror was down, want retries", n)
+	}
+	if got := scan(t, a.ClamdAddr(), eicar); got != "Eicar-Test-Signature" {
+		t.Errorf("clamd while the mirror is down: %q", got)
+	}
+	// Backoff: the retries slow down (min 200 ms, max 1 s here), so in
+	// 2 s there are at most a handful, not one per poll or per millisecond.
+	n0 := fails()
+	time.Sleep(2 * time.Second)
+	if d := fails() - n0; d > 6 {
+		t.Errorf("%v attempts in 2 s: no backoff", d)
+	}
+
+	// Meanwhile the operator imports new definitions (air-gapped).
+	st, err := mirror.Open(mirror.Options{DataDir: data, Retention: m.cfg.Retention, Verifier: mustVerifier(t, m)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := testutil.ClamAVTestdata(t)
+	if _, err := st.Import(context.Background(), []string{filepath.Join(td, "test-4.cdiff"), filepath.Join(td, "test-5.cdiff"), filepath.Join(td, "test-6.cdiff")}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	startMirror(t, certs, data, addr)
+	klez := canary(t, "test-6.cvd", "Win.Worm.Klez-1")
+	took := eventually(t, 10*time.Second, "update after the mirror returned", func() bool {
+		return scan(t, a.ClamdAddr(), klez) == "Win.Worm.Klez-1"
+	})
+	t.Logf("updated %s after the mirror returned", took)
+	eventually(t, 5*time.Second, "stale alert resolved", func() bool {
+		return metric(t, a.reg, "avfleet_agent_definitions_stale") == 0
+	})
+}
+
+func mustVerifier(t *testing.T, m *testMirror) mirror.Verifier {
+	t.Helper()
+	v, err := mirror.NewVerifier(m.cfg.Trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
