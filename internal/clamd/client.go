@@ -50,7 +50,7 @@ func (c *Client) Ping(ctx context.Context) error {
 		return err
 	}
 	if reply != "PONG" {
-		return &ReplyError{"PING", reply, ErrProtocol}
+		return &ReplyError{Command: "PING", Reply: reply, Err: ErrProtocol, Addr: c.Addr.String()}
 	}
 	return nil
 }
@@ -83,7 +83,7 @@ func (c *Client) Reload(ctx context.Context) error {
 		return err
 	}
 	if reply != "RELOADING" {
-		return &ReplyError{"RELOAD", reply, ErrProtocol}
+		return &ReplyError{Command: "RELOAD", Reply: reply, Err: ErrProtocol, Addr: c.Addr.String()}
 	}
 	return nil
 }
@@ -240,7 +240,7 @@ func wrapErr(ctx context.Context, cmd string, a Addr, err error) error {
 	}
 	var re *ReplyError
 	if errors.As(err, &re) {
-		return err
+		return withAddr(err, a)
 	}
 	// The connection's deadline is ctx's, and may fire a moment before ctx
 	// itself reports it.

@@ -66,13 +66,27 @@ type ReplyError struct {
 	Command string // the command sent, e.g. "INSTREAM"
 	Reply   string // clamd's reply as received (without the NUL)
 	Err     error  // one of the sentinels above
+	Addr    string // the clamd it came from, when known
 }
 
 func (e *ReplyError) Error() string {
-	if e.Reply == "" {
-		return fmt.Sprintf("clamd %s: %v", e.Command, e.Err)
+	who := "clamd " + e.Command
+	if e.Addr != "" {
+		who += " " + e.Addr
 	}
-	return fmt.Sprintf("clamd %s: %v: %q", e.Command, e.Err, e.Reply)
+	if e.Reply == "" {
+		return fmt.Sprintf("%s: %v", who, e.Err)
+	}
+	return fmt.Sprintf("%s: %v: %q", who, e.Err, e.Reply)
+}
+
+// withAddr names the clamd in a *ReplyError that does not name one yet.
+func withAddr(err error, a Addr) error {
+	var re *ReplyError
+	if errors.As(err, &re) && re.Addr == "" {
+		re.Addr = a.String()
+	}
+	return err
 }
 
 func (e *ReplyError) Unwrap() error { return e.Err }
@@ -82,13 +96,13 @@ func (e *ReplyError) Unwrap() error { return e.Err }
 func replyError(cmd, reply string) error {
 	switch {
 	case reply == "UNKNOWN COMMAND":
-		return &ReplyError{cmd, reply, ErrUnknownCommand}
+		return &ReplyError{Command: cmd, Reply: reply, Err: ErrUnknownCommand}
 	case reply == "COMMAND UNAVAILABLE":
-		return &ReplyError{cmd, reply, ErrCommandUnavailable}
+		return &ReplyError{Command: cmd, Reply: reply, Err: ErrCommandUnavailable}
 	case strings.HasPrefix(reply, "INSTREAM size limit exceeded"):
-		return &ReplyError{cmd, reply, ErrSizeLimit}
+		return &ReplyError{Command: cmd, Reply: reply, Err: ErrSizeLimit}
 	case strings.HasSuffix(reply, " ERROR") || reply == "ERROR":
-		return &ReplyError{cmd, reply, ErrClamdError}
+		return &ReplyError{Command: cmd, Reply: reply, Err: ErrClamdError}
 	}
 	return nil
 }
@@ -130,7 +144,7 @@ func ParseResult(cmd, line, prefix string) (Result, error) {
 		i += from
 		return Result{Path: body[:i], Err: body[i+2:], Status: StatusError}, nil
 	}
-	return Result{}, &ReplyError{cmd, line, ErrProtocol}
+	return Result{}, &ReplyError{Command: cmd, Reply: line, Err: ErrProtocol}
 }
 
 // replyErrorNoPath recognises the error replies that carry no object name.

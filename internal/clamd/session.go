@@ -29,10 +29,14 @@ const sessionCloseGrace = 5 * time.Second
 // concurrent use; each call waits for its own reply, so K goroutines sharing
 // one session keep K scans in flight over a single connection.
 //
-// clamd accepts only PING, VERSION, STATS, FILDES, INSTREAM and scans inside
-// a session; this type offers no others because any other command ends the
-// session and clamd then drops the replies still owed on it. clamd also ends
-// an idle session after its IdleTimeout (30 s by default).
+// A session offers PING, FILDES and INSTREAM only. clamd refuses other
+// commands inside a session by ending it, and drops the replies still owed
+// on it. VERSION and STATS are accepted by clamd but unsafe here: clamd 1.4.6
+// writes their "<id>: " prefix and their text in two writes, so a scan reply
+// finishing meanwhile lands between them and the stream can no longer be
+// parsed (seen in tests); use Client.Version and Client.Stats instead. clamd
+// also ends an idle session after its IdleTimeout (30 s by default; the
+// managed clamd uses 60 s).
 type Session struct {
 	addr  Addr
 	c     net.Conn
@@ -88,27 +92,9 @@ func (s *Session) Ping(ctx context.Context) error {
 		return err
 	}
 	if reply != "PONG" {
-		return &ReplyError{"PING", reply, ErrProtocol}
+		return &ReplyError{Command: "PING", Reply: reply, Err: ErrProtocol, Addr: s.addr.String()}
 	}
 	return nil
-}
-
-// Version sends VERSION on the session.
-func (s *Session) Version(ctx context.Context) (Version, error) {
-	reply, err := s.call(ctx, "VERSION", func() error { return s.writeCommand("VERSION") })
-	if err != nil {
-		return Version{}, err
-	}
-	return ParseVersion(reply)
-}
-
-// Stats sends STATS on the session.
-func (s *Session) Stats(ctx context.Context) (Stats, error) {
-	reply, err := s.call(ctx, "STATS", func() error { return s.writeCommand("STATS") })
-	if err != nil {
-		return Stats{}, err
-	}
-	return ParseStats(reply)
 }
 
 // ScanFD passes f's descriptor with FILDES (unix sockets only); see
@@ -126,7 +112,8 @@ func (s *Session) ScanFD(ctx context.Context, f *os.File) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return mergeResults("FILDES", []string{reply}, f.Name())
+	r, err := mergeResults("FILDES", []string{reply}, f.Name())
+	return r, withAddr(err, s.addr)
 }
 
 // ScanStream sends r's content with INSTREAM on the session. Other calls wait
@@ -143,7 +130,8 @@ func (s *Session) ScanStream(ctx context.Context, r io.Reader) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return mergeResults("INSTREAM", []string{reply}, "")
+	res, err := mergeResults("INSTREAM", []string{reply}, "")
+	return res, withAddr(err, s.addr)
 }
 
 // ScanFile is FILDES over a unix socket, INSTREAM over TCP; see Client.ScanFile.
@@ -232,7 +220,7 @@ func (s *Session) call(ctx context.Context, cmd string, write func() error) (str
 			return "", fmt.Errorf("clamd %s %s: %w", cmd, s.addr, r.err)
 		}
 		if err := replyErrorNoPath(cmd, r.line); err != nil {
-			return "", err
+			return "", withAddr(err, s.addr)
 		}
 		return r.line, nil
 	case <-ctx.Done():
@@ -259,7 +247,7 @@ func (s *Session) readLoop() {
 		idText, rest, ok := strings.Cut(line, ": ")
 		id, err := strconv.Atoi(idText)
 		if !ok || err != nil || id <= 0 {
-			s.fail(fmt.Errorf("%w: %w", ErrSessionClosed, &ReplyError{"IDSESSION", line, ErrProtocol}))
+			s.fail(fmt.Errorf("%w: %w", ErrSessionClosed, &ReplyError{Command: "IDSESSION", Reply: line, Err: ErrProtocol, Addr: s.addr.String()}))
 			return
 		}
 		s.mu.Lock()

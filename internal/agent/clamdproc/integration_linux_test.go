@@ -46,6 +46,7 @@ func (l *eventLog) kinds() []EventKind {
 	}
 	return k
 }
+
 // wait returns the last event of kind, waiting up to d for one: events are
 // sent just after the state change that Status and Ready already show.
 func (l *eventLog) wait(kind EventKind, d time.Duration) *Event {
