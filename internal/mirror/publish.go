@@ -343,7 +343,18 @@ func planPrune(cat catalog, pins map[string]Pin, published []plannedFile, histor
 			return inUse[filepath.Join(versionDir(historyDir, name, m.Version), m.Name)]
 		}
 		pin, pinned := pins[name]
-		newestFull := h.newestFull(^uint(0))
+		// The full database under every kept version stays too: a rollback
+		// to a kept version must still be able to serve /{db}.cvd.
+		bases := map[*fileMeta]bool{h.newestFull(^uint(0)): true}
+		n := 0
+		for _, v := range h.sortedVersions() {
+			if h.versions[v].database() != nil && (n < versions || pinned && pin.Version == v) {
+				bases[h.newestFull(v)] = true
+			}
+			if h.versions[v].database() != nil {
+				n++
+			}
+		}
 		nVersions, nCDiffs := 0, 0
 		for _, v := range h.sortedVersions() {
 			f := h.versions[v]
@@ -355,7 +366,7 @@ func planPrune(cat catalog, pins map[string]Pin, published []plannedFile, histor
 				if m == nil {
 					continue
 				}
-				if nVersions <= versions || keep(m) || m == newestFull || pinned && pin.Version == v {
+				if nVersions <= versions || keep(m) || bases[m] || pinned && pin.Version == v {
 					continue
 				}
 				out = append(out, struct {

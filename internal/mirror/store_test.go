@@ -451,3 +451,21 @@ func TestRecoveryAfterCrash(t *testing.T) {
 		t.Errorf("manifest %+v", m)
 	}
 }
+
+// TestRetentionKeepsTheBaseOfKeptVersions: with a newer full CVD served,
+// the old one is still the base of kept CLD versions a rollback may pick.
+func TestRetentionKeepsTheBaseOfKeptVersions(t *testing.T) {
+	s, _ := newTestStore(t, 3)
+	files := []any{"test.cvd", fakeDB("test", 1, cvd.KindCVD, "clamav")}
+	for v := uint(2); v <= 6; v++ {
+		files = append(files, "test-"+itoa(v)+".cdiff", fakeCDiff(v, false))
+	}
+	files = append(files, "test-6.cvd", fakeDB("test", 6, cvd.KindCVD, "clamav"))
+	mustImport(t, s, writeFiles(t, files...)...)
+	if _, err := s.Rollback(context.Background(), "test", 4); err != nil {
+		t.Fatal(err)
+	}
+	if m := manifestDB(t, s, "test"); m.Version != 4 || m.FullVersion != 1 || m.Path != "/test.cld" {
+		t.Fatalf("rolled back to 4: %+v", m)
+	}
+}

@@ -1,0 +1,203 @@
+package mirror
+
+import (
+	"fmt"
+	"math/rand"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avfleet/avfleet/internal/cvd"
+	"github.com/avfleet/avfleet/internal/mirror/api"
+	"github.com/avfleet/avfleet/internal/testutil"
+)
+
+// TestKill9KeepsACompleteVerifiedSet kills the real mirror daemon with
+// SIGKILL at random moments while it verifies files dropped into incoming/,
+// while `avfleet mirror import` / `rollback` / `hold` / `release` run beside
+// it (and are themselves sometimes killed). After every restart each served
+// file must verify and match the manifest.
+func TestKill9KeepsACompleteVerifiedSet(t *testing.T) {
+	td := testutil.ClamAVTestdata(t)
+	bin := avfleetBinary(t)
+	e := newMirrorEnv(t, "retention: {cdiffs: 30, versions: 3}\n")
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+
+	bad := t.TempDir()
+	six, err := os.ReadFile(filepath.Join(td, "test-6.cvd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	six[len(six)-300] ^= 0x10
+	must(t, os.WriteFile(filepath.Join(bad, "test-7.cvd"), six, 0o644))
+	must(t, os.WriteFile(filepath.Join(bad, "daily.cvd"), []byte("<html><body>404</body></html>"), 0o644))
+	pool := []string{filepath.Join(td, "test-1.cvd"), filepath.Join(td, "test-3.cvd"), filepath.Join(td, "test-6.cvd"),
+		filepath.Join(bad, "test-7.cvd"), filepath.Join(bad, "daily.cvd")}
+	for v := 2; v <= 6; v++ {
+		pool = append(pool, filepath.Join(td, fmt.Sprintf("test-%d.cdiff", v)))
+	}
+	chain := []string{pool[0], pool[5], pool[6], pool[7], pool[8], pool[9]} // test-1.cvd, cdiffs 2..6
+	pick := func() []string {
+		if rng.Intn(3) == 0 {
+			return chain
+		}
+		var out []string
+		for _, p := range pool {
+			if rng.Intn(2) == 0 {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	drop := func(files []string) {
+		for _, p := range files {
+			name := filepath.Base(p)
+			for _, src := range []string{p + ".sign", p} { // the .sign first
+				b, err := os.ReadFile(src)
+				if err != nil {
+					continue
+				}
+				tmp := filepath.Join(e.data, "incoming", ".drop-"+name)
+				must(t, os.WriteFile(tmp, b, 0o644))
+				dst := filepath.Join(e.data, "incoming", name)
+				if src != p {
+					dst += ".sign"
+				}
+				must(t, os.Rename(tmp, dst))
+			}
+		}
+	}
+
+	start := time.Now()
+	m := e.startMirror(t)
+	c := e.client(t, "node1")
+	c.Transport.(*http.Transport).DisableKeepAlives = false
+	const rounds = 50
+	var kills, cliKills int
+	for i := 0; i < rounds; i++ {
+		if i%10 == 0 {
+			// Start over now and then, so there is verification work to interrupt.
+			m.kill()
+			must(t, os.RemoveAll(e.data))
+			m = e.startMirror(t)
+		}
+		var cli *exec.Cmd
+		switch rng.Intn(4) {
+		case 0, 1:
+			drop(pick())
+		case 2:
+			cli = exec.Command(bin, append([]string{"mirror", "import", "--config", e.cfg}, pick()...)...)
+		case 3:
+			args := [][]string{{"rollback", "test", fmt.Sprint(2 + rng.Intn(5))}, {"hold", "test"}, {"release", "test"}}[rng.Intn(3)]
+			cli = exec.Command(bin, append([]string{"mirror", args[0], "--config", e.cfg}, args[1:]...)...)
+			drop(pick())
+		}
+		if cli != nil {
+			must(t, cli.Start())
+		}
+		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
+		m.kill()
+		kills++
+		if cli != nil {
+			if rng.Intn(2) == 0 {
+				_ = cli.Process.Kill()
+				cliKills++
+			}
+			_ = cli.Wait()
+		}
+		m = e.startMirror(t)
+		checkServedSet(t, e, c, i)
+		if t.Failed() {
+			t.Fatalf("round %d (seed %d): served set inconsistent", i, seed)
+		}
+	}
+	// The store is not wedged: the whole chain still imports.
+	out, errOut, code := runAvfleet(t, "mirror", "release", "--config", e.cfg, "test")
+	if code > 1 {
+		t.Fatalf("release: %d %s%s", code, out, errOut)
+	}
+	// Older files of the chain may be rejected now (a newer full CVD came
+	// first in this round); what matters is that the newest is reached.
+	out, errOut, code = runAvfleet(t, append([]string{"mirror", "import", "--config", e.cfg}, append(chain, filepath.Join(td, "test-6.cvd"))...)...)
+	if code > 1 {
+		t.Fatalf("final import: exit %d\n%s%s", code, out, errOut)
+	}
+	waitFor(t, "version 6 served", func() bool {
+		man := e.manifest(t, c)
+		return len(man.Databases) == 1 && man.Databases[0].Version == 6
+	})
+	checkServedSet(t, e, c, rounds)
+	m.stop(t)
+	t.Logf("%d SIGKILLs of the daemon (%d of a CLI command beside it) in %v; every restart served a complete verified set",
+		kills, cliKills, time.Since(start).Round(time.Millisecond))
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkServedSet fetches the manifest and every file it names (retrying if
+// a publish happens in between), checks each against the manifest, and
+// verifies every database and cdiff with the real verifier.
+func checkServedSet(t *testing.T, e *mirrorEnv, c *http.Client, round int) {
+	t.Helper()
+	var man api.Manifest
+	var files map[string][]byte
+	for try := 0; ; try++ {
+		man = e.manifest(t, c)
+		files = e.servedFiles(t, c, man)
+		if again := e.manifest(t, c); again.ETag == man.ETag {
+			break
+		}
+		if try == 20 {
+			t.Fatalf("round %d: manifest kept changing", round)
+		}
+	}
+	dir := t.TempDir()
+	for _, d := range man.Databases {
+		verify := func(path, signPath string, want uint, kind string) {
+			p := filepath.Join(dir, strings.TrimPrefix(path, "/"))
+			must(t, os.WriteFile(p, files[path], 0o644))
+			if signPath != "" {
+				must(t, os.WriteFile(p+".sign", files[signPath], 0o644))
+			}
+			info, err := cvd.Verify(p, nil)
+			if err != nil {
+				t.Errorf("round %d: served %s does not verify: %v", round, path, err)
+				return
+			}
+			v := info.Header.Version
+			if info.Kind == cvd.KindCDiff {
+				v = info.CDiffVersion
+			}
+			if v != want || string(info.Kind) != kind {
+				t.Errorf("round %d: %s is %s version %d, manifest says %s %d", round, path, info.Kind, v, kind, want)
+			}
+		}
+		verify(d.Path, d.SignPath, d.Version, d.Kind)
+		if d.FullPath != d.Path && d.FullPath != "" {
+			verify(d.FullPath, d.FullSignPath, d.FullVersion, "cvd")
+		}
+		for i, f := range d.CDiffFiles {
+			verify(f.Path, f.SignPath, f.Version, "cdiff")
+			if d.CDiffs == nil || f.Version != d.CDiffs.From+uint(i) {
+				t.Errorf("round %d: cdiff list %+v does not match range %+v", round, d.CDiffFiles, d.CDiffs)
+			}
+		}
+		if d.CDiffs != nil && d.CDiffs.To != d.Version {
+			t.Errorf("round %d: cdiffs end at %d, served version is %d", round, d.CDiffs.To, d.Version)
+		}
+		if d.FullVersion > d.Version || (d.Kind == "cld") != (d.FullVersion < d.Version) {
+			t.Errorf("round %d: inconsistent entry %+v", round, d)
+		}
+	}
+}
