@@ -20,6 +20,10 @@ import (
 // largest legitimate reply and stays far below it.
 const MaxReplyBytes = 1 << 20
 
+// errReadTimedOut is clamd closing a connection on which nothing came for
+// its ReadTimeout (an idle session) or CommandReadTimeout (no command).
+var errReadTimedOut = errors.New(`clamd sent "COMMAND READ TIMED OUT" and closed the connection (idle longer than its ReadTimeout)`)
+
 // DefaultChunkSize is the INSTREAM chunk size when Client.ChunkSize is 0.
 const DefaultChunkSize = 64 << 10
 
@@ -298,6 +302,10 @@ func (cn *conn) readReply() (string, error) {
 		if err == io.EOF {
 			if len(buf) == 0 {
 				return "", io.EOF
+			}
+			if bytes.HasPrefix(buf, []byte("COMMAND READ TIMED OUT")) {
+				// clamd's goodbye, newline-terminated even in z mode.
+				return "", errReadTimedOut
 			}
 			return "", fmt.Errorf("reply %q: %w", truncate(string(buf)), io.ErrUnexpectedEOF)
 		}

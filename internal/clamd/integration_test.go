@@ -262,3 +262,25 @@ func TestRealClamdSession(t *testing.T) {
 		})
 	}
 }
+
+func TestRealClamdSessionReadTimeout(t *testing.T) {
+	r := clamdtest.StartReal(t, clamdtest.RealOptions{Conf: []string{"ReadTimeout 1"}})
+	c, err := clamd.NewClient(r.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	sess, err := c.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // idle past ReadTimeout
+	err = sess.Ping(ctx)
+	if !errors.Is(err, clamd.ErrSessionClosed) || !strings.Contains(err.Error(), "COMMAND READ TIMED OUT") {
+		t.Fatalf("Ping on a session idle past ReadTimeout: %v", err)
+	}
+}

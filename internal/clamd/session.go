@@ -16,8 +16,9 @@ import (
 )
 
 // ErrSessionClosed is returned by Session calls once the session has ended:
-// Close was called, clamd closed it (IdleTimeout, shutdown, an INSTREAM over
-// StreamMaxLength), or a write failed. Open a new session to go on.
+// Close was called, clamd closed it (idle for its ReadTimeout, shutdown or
+// restart, an INSTREAM over StreamMaxLength), or a write failed. Open a new
+// session to go on.
 var ErrSessionClosed = errors.New("clamd session closed")
 
 // sessionCloseGrace is how long Close waits for replies still in flight.
@@ -35,8 +36,8 @@ const sessionCloseGrace = 5 * time.Second
 // writes their "<id>: " prefix and their text in two writes, so a scan reply
 // finishing meanwhile lands between them and the stream can no longer be
 // parsed (seen in tests); use Client.Version and Client.Stats instead. clamd
-// also ends an idle session after its IdleTimeout (30 s by default; the
-// managed clamd uses 60 s).
+// also ends a session that sent nothing for its ReadTimeout (120 s by
+// default), saying "COMMAND READ TIMED OUT"; Ping keeps a quiet one open.
 type Session struct {
 	addr  Addr
 	c     net.Conn

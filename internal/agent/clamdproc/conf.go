@@ -56,9 +56,8 @@ func (o *Options) confLines() []string {
 		"MaxRecursion 17",
 		"MaxFiles 10000",
 		"MaxScanTime 120000",
-		"ReadTimeout 120",
+		"ReadTimeout 120", // also how long an idle IDSESSION stays open
 		"CommandReadTimeout 30",
-		"IdleTimeout 60",
 	}
 	if o.MemoryLimit > 0 {
 		// A concurrent reload holds two engines at once, about twice the
