@@ -38,10 +38,11 @@ type BuildOptions struct {
 
 // member is one archive entry to write: in-memory data or a file on disk.
 type member struct {
-	name string
-	size int64
-	data []byte
-	path string
+	name   string
+	size   int64
+	data   []byte
+	path   string
+	sha256 string // when set, the content written must have this hash
 }
 
 func (m member) open() (io.ReadCloser, error) {
@@ -148,7 +149,7 @@ func planBuild(o BuildOptions) ([]member, Header, error) {
 			return nil, h, err
 		}
 		f.Name = base
-		m := member{name: base, size: f.Size, path: p}
+		m := member{name: base, size: f.Size, path: p, sha256: f.SHA256}
 		if base == "COPYING" {
 			copying = &m
 			continue
@@ -286,10 +287,16 @@ func writeBody(w io.Writer, members []member, compress bool, mtime int64) ([]byt
 		if err != nil {
 			return nil, err
 		}
-		err = t.add(m.name, m.size, r)
+		hs := sha256.New()
+		err = t.add(m.name, m.size, io.TeeReader(r, hs))
 		r.Close()
 		if err != nil {
 			return nil, err
+		}
+		// The .info was made from an earlier read: a file edited while
+		// the database is built must not end up with a wrong hash.
+		if m.sha256 != "" && hex.EncodeToString(hs.Sum(nil)) != m.sha256 {
+			return nil, fmt.Errorf("%s changed while the database was being built", m.path)
 		}
 	}
 	if err := t.close(); err != nil {

@@ -104,6 +104,10 @@ func Patch(base string, cdiffs []string, out string, t *Trust) (*Info, error) {
 		return nil, err
 	}
 	info.Path = out
+	info.Sign = SignUnchecked
+	if t.SignRoots != nil {
+		info.Sign = SignAbsent // the inputs' .sign files were checked; the result has none
+	}
 	return info, nil
 }
 

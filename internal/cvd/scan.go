@@ -225,7 +225,7 @@ func gzipError(err error) error {
 	case errors.Is(err, gzip.ErrHeader):
 		return tarErrorf("gzip: invalid header (not gzip, or data after the compressed stream)")
 	}
-	return tarErrorf("gzip: %v", err)
+	return tarErrorf("gzip: %s", strings.TrimPrefix(err.Error(), "gzip: "))
 }
 
 // fill reads from r until buf is full or r fails; unlike io.ReadFull it
