@@ -718,7 +718,8 @@ var reloadedRE = regexp.MustCompile(`^Database correctly reloaded \((\d+) signat
 // correctly reloaded (N signatures)" followed by "Activating the newly
 // loaded database" returns N (signatures clamd loaded, not the header's
 // count); "Database reload failed" returns a *ReloadError; clamd exiting or
-// ctx ending first returns an error saying so. VERSION cannot confirm a
+// ctx ending first (StartTimeout when ctx has no deadline) returns an error
+// saying so. VERSION cannot confirm a
 // reload: clamd 1.4 names only the daily database in it.
 func (c *Clamd) Reload(ctx context.Context) (int, error) {
 	c.reloadMu.Lock()
@@ -733,6 +734,12 @@ func (c *Clamd) Reload(ctx context.Context) (int, error) {
 	}
 	if !ready {
 		return 0, fmt.Errorf("reload clamd: %w (waiting for it to start)", ErrNotRunning)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// Loading takes about as long as a start; never wait forever.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.StartTimeout)
+		defer cancel()
 	}
 	sub := c.subscribe()
 	defer c.unsubscribe(sub)
