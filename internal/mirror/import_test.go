@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/avfleet/avfleet/internal/cvd"
+	"github.com/avfleet/avfleet/internal/mirror/api"
 	"github.com/avfleet/avfleet/internal/testutil"
 )
 
@@ -154,4 +155,62 @@ func TestImportRejectsCDiffThatDoesNotChain(t *testing.T) {
 		!strings.Contains(out, "does not apply to verified version 1 (needs 2)") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
+}
+
+// TestHoldAndRollbackSeenByClients: the CLI pins a database while the daemon
+// runs, and every client sees the pinned version: manifest and files.
+func TestHoldAndRollbackSeenByClients(t *testing.T) {
+	td := testutil.ClamAVTestdata(t)
+	e := newMirrorEnv(t, "")
+	importTestChain(t, e, td, true)
+	m := e.startMirror(t)
+	c := e.client(t, "node1")
+	cli := func(want int, args ...string) string {
+		t.Helper()
+		out, errOut, code := runAvfleet(t, append([]string{"mirror", args[0], "--config", e.cfg}, args[1:]...)...)
+		if code != want {
+			t.Fatalf("mirror %v: exit %d, want %d\n%s%s", args, code, want, out, errOut)
+		}
+		return out
+	}
+	served := func() api.Database {
+		man := e.manifest(t, c)
+		if len(man.Databases) != 1 {
+			t.Fatalf("manifest %+v", man)
+		}
+		return man.Databases[0]
+	}
+	headerVersion := func(path string) string {
+		b := e.fetch(t, c, path)
+		return strings.Split(string(b[:512]), ":")[2]
+	}
+	if out := cli(0, "hold", "test"); !strings.Contains(out, "test held at version 6") {
+		t.Errorf("hold: %s", out)
+	}
+	waitFor(t, "held in manifest", func() bool { return served().Held })
+	cli(0, "rollback", "test", "4")
+	waitFor(t, "rollback in manifest", func() bool { d := served(); return d.Version == 4 && d.RolledBack })
+	d := served()
+	if d.Path != "/test.cld" || d.FullVersion != 1 || d.CDiffs == nil || d.CDiffs.To != 4 {
+		t.Errorf("rolled-back entry %+v", d)
+	}
+	if v := headerVersion("/test.cld"); v != "4" {
+		t.Errorf("/test.cld is version %s", v)
+	}
+	if v := headerVersion("/test.cvd"); v != "1" {
+		t.Errorf("/test.cvd is version %s", v)
+	}
+	r, err := c.Get("https://" + e.https + "/test-5.cdiff")
+	if err != nil || r.StatusCode != 404 {
+		t.Errorf("cdiff past the rollback: %v %v", r.StatusCode, err)
+	}
+	if out := cli(0, "status"); !strings.Contains(out, "ROLLED BACK") {
+		t.Errorf("status:\n%s", out)
+	}
+	cli(1, "rollback", "test", "99")
+	cli(1, "hold", "nope")
+	cli(2, "rollback", "test", "four")
+	cli(0, "release", "test")
+	waitFor(t, "release", func() bool { d := served(); return d.Version == 6 && !d.RolledBack && !d.Held })
+	m.stop(t)
 }
