@@ -22,13 +22,25 @@ import (
 // DSIG), so the result verifies with ClamAV's .info key like the CVD of the
 // same version would. Nothing is held in memory beyond one script line and
 // one OPEN...CLOSE block's edits.
+//
+// With t.RequireSign, every cdiff and a CVD base need a valid .sign beside
+// them; a CLD base (made locally by an earlier patch) needs none, but one
+// that is present must verify.
 func Patch(base string, cdiffs []string, out string, t *Trust) (*Info, error) {
 	if t == nil {
 		t = &Trust{}
 	}
-	bi, _, err := verifyPath(base, t, verifyOpts{checkSign: true})
+	// A CLD is made locally by patching and can never have a .sign from
+	// ClamAV: with require_sign the base must have one only if it is a CVD
+	// (one that is present is always checked).
+	relaxed := *t
+	relaxed.RequireSign = false
+	bi, _, err := verifyPath(base, &relaxed, verifyOpts{checkSign: true})
 	if err != nil {
 		return nil, err
+	}
+	if t.RequireSign && t.SignRoots != nil && bi.Kind == KindCVD && bi.Sign == SignAbsent {
+		return nil, verr(base, CheckSign, nil, "%s.sign is missing and signatures are required (require_sign)", filepath.Base(base))
 	}
 	switch bi.Kind {
 	case KindCDiff:

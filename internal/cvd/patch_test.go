@@ -248,3 +248,33 @@ func TestScriptSemantics(t *testing.T) {
 		})
 	}
 }
+
+func TestPatchRequireSign(t *testing.T) {
+	roots, err := LoadSignRoots(certsDirWith(t, readFile(t, testdata(t, "clamav-test-ca.crt"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Trust{SignRoots: roots, RequireSign: true}
+	dir := t.TempDir()
+	// Real CVD and cdiffs, all with their .sign: fine.
+	mid := filepath.Join(dir, "mid.cld")
+	if _, err := Patch(testdata(t, "test-1.cvd"), cdiffChain(t, 2, 3), mid, tr); err != nil {
+		t.Fatal(err)
+	}
+	// A CLD base has no .sign, and needs none.
+	info, err := Patch(mid, cdiffChain(t, 4, 6), filepath.Join(dir, "test.cld"), tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Sign != SignAbsent {
+		t.Errorf("sign status %q", info.Sign)
+	}
+	// A CVD base without its .sign is refused.
+	cvd := writeFile(t, dir, "test-1.cvd", readFile(t, testdata(t, "test-1.cvd")))
+	_, err = Patch(cvd, cdiffChain(t, 2, 2), filepath.Join(dir, "x.cld"), tr)
+	wantCheck(t, err, CheckSign)
+	// So is a cdiff without its .sign.
+	cd := writeFile(t, dir, "test-2.cdiff", readFile(t, testdata(t, "test-2.cdiff")))
+	_, err = Patch(testdata(t, "test-1.cvd"), []string{cd}, filepath.Join(dir, "y.cld"), tr)
+	wantCheck(t, err, CheckSign)
+}
