@@ -17,11 +17,10 @@ const (
 
 // infoFile is a parsed .info: the header line, the member list and the DSIG.
 type infoFile struct {
-	Header   Header
-	Files    []File // in .info order; SHA256 lowercase hex
-	DSig     string // "" when the .info has no DSIG line (CUD)
-	Signed   []byte // the bytes the DSIG covers: everything before "DSIG:"
-	HasTrail bool
+	Header Header
+	Files  []File // in .info order; SHA256 lowercase hex
+	DSig   string // "" when the .info has no DSIG line (CUD)
+	Signed []byte // the bytes the DSIG covers: everything before "DSIG:"
 }
 
 // infoError is a malformed .info; callers report it as CheckInfo.
@@ -126,7 +125,7 @@ func (inf *infoFile) verifyDSig(keys []*rsa.PublicKey) (*rsa.PublicKey, bool) {
 }
 
 // encodeInfo writes a .info: the header line with X for MD5 and signature,
-// one line per file, and a DSIG line when key is set.
+// one line per file, and a DSIG line when sign is set.
 func encodeInfo(h Header, files []File, sign func(digest []byte) (string, error)) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(h.line("X", "X"))
@@ -145,7 +144,7 @@ func encodeInfo(h Header, files []File, sign func(digest []byte) (string, error)
 	return b.Bytes(), nil
 }
 
-// stripDSig returns the .info without its DSIG line: what clamd expects in a
+// withoutDSig returns the .info without its DSIG line: what clamd expects in a
 // CUD, where a DSIG line is a parse error ("Malformed database").
 func (inf *infoFile) withoutDSig(orig []byte) []byte {
 	if inf.DSig == "" {

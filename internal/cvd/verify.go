@@ -107,8 +107,7 @@ func verifyPath(path string, t *Trust, o verifyOpts) (*Info, *scanResult, error)
 // describeForeign says what a file that is not a ClamAV database looks like,
 // so "daily.cvd is an HTML page" points at the proxy or CDN that served it.
 func describeForeign(b []byte) string {
-	t := bytes.TrimLeft(b, " \t\r\n\ufeff")
-	t = bytes.TrimPrefix(t, []byte("\xef\xbb\xbf"))
+	t := bytes.TrimLeft(b, " \t\r\n\ufeff") // whitespace and a UTF-8 BOM
 	low := bytes.ToLower(t[:min(len(t), 64)])
 	switch {
 	case bytes.HasPrefix(low, []byte("<!doctype html")), bytes.HasPrefix(low, []byte("<html")),
