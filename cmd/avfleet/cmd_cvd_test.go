@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -178,9 +179,23 @@ func TestCVDInfoCommand(t *testing.T) {
 	}
 }
 
+// clamscanFinds runs stock clamscan with only dbdir's databases on a fresh
+// EICAR file and returns its output.
+func clamscanFinds(t *testing.T, dbdir string, files ...string) string {
+	t.Helper()
+	bin := testutil.NeedCommand(t, "clamscan")
+	eicar := copyTo(t, t.TempDir(), "eicar.com", []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`))
+	out, err := exec.Command(bin, append([]string{"--no-summary", "-d", dbdir, eicar}, files...)...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+		t.Fatalf("clamscan: %v\n%s", err, out)
+	}
+	return strings.ReplaceAll(string(out), eicar, "EICAR")
+}
+
 func TestCVDPatchCommand(t *testing.T) {
 	dir := t.TempDir()
-	out := filepath.Join(dir, "test.cld")
+	dbdir := t.TempDir()
+	out := filepath.Join(dbdir, "test.cld")
 	args := []string{"cvd", "patch", realDB(t, "test-1.cvd")}
 	for v := 2; v <= 6; v++ {
 		args = append(args, realDB(t, fmt.Sprintf("test-%d.cdiff", v)))
@@ -191,6 +206,12 @@ func TestCVDPatchCommand(t *testing.T) {
 	}
 	if code, stdout, _ := cvdRun(t, "cvd", "verify", out); code != 0 {
 		t.Errorf("patched file does not verify: %s", stdout)
+	}
+	clam := "/usr/share/clamav-testfiles/clam.exe"
+	testutil.NeedFile(t, clam)
+	if got := clamscanFinds(t, dbdir, clam); !strings.Contains(got, "EICAR: Eicar-Test-Signature FOUND") ||
+		!strings.Contains(got, clam+": Clamav.Test.File-6 FOUND") {
+		t.Errorf("clamscan with the patched CLD:\n%s", got)
 	}
 	// A chain with a gap: refused, nothing written.
 	gap := filepath.Join(dir, "gap.cld")
@@ -246,9 +267,13 @@ func TestKeysGenerateAndCVDBuild(t *testing.T) {
 		t.Errorf("verify without key: exit %d: %s", code, out)
 	}
 
-	cud := filepath.Join(dir, "acme.cud")
+	dbdir := t.TempDir()
+	cud := filepath.Join(dbdir, "acme.cud")
 	if code, out, errOut := cvdRun(t, "cvd", "build", "--unsigned", "--name", "acme", "--version", "1", "-o", cud, hdb); code != 0 {
 		t.Fatalf("unsigned build: exit %d: %s%s", code, out, errOut)
+	}
+	if got := clamscanFinds(t, dbdir); !strings.Contains(got, "EICAR: Acme.Eicar.UNOFFICIAL FOUND") {
+		t.Errorf("clamscan with the CUD:\n%s", got)
 	}
 	if code, out, _ := cvdRun(t, "cvd", "verify", "--allow-unsigned", cud); code != 0 || !strings.Contains(out, "OK cud acme") {
 		t.Errorf("cud: exit %d: %s", code, out)
