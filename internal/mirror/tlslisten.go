@@ -110,8 +110,10 @@ func handshakeFailureReason(err error) string {
 		return "bad_certificate"
 	case strings.Contains(s, "protocol version") || strings.Contains(s, "unsupported versions"):
 		return "protocol_version"
-	case strings.Contains(s, "remote error"):
-		return "client_alert" // the client refused us (usually: it does not trust our CA)
+	case strings.Contains(s, "remote error"), strings.Contains(s, "bad record MAC"):
+		// The client refused us, usually because it does not trust our CA.
+		// OpenSSL clients (curl, freshclam) show up as "bad record MAC".
+		return "client_alert"
 	case errors.Is(err, io.EOF) || strings.Contains(s, "connection reset"):
 		return "eof"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
