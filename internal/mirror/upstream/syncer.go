@@ -106,13 +106,11 @@ func New(opt Options) (*Syncer, error) {
 
 // Run checks upstream every Interval (±25 % jitter, so a fleet of mirrors
 // does not ask at the same second) until ctx ends. The first check comes
-// within a minute of the start; a cool-down in state.db is honoured by
-// SyncOnce, which then asks nothing.
+// within 10 s of the start (spread a little, for mirrors restarted
+// together); a cool-down in state.db is honoured by SyncOnce, which then
+// asks nothing.
 func (s *Syncer) Run(ctx context.Context) error {
-	first := s.interval
-	if first > time.Minute {
-		first = time.Minute
-	}
+	first := min(s.interval, 10*time.Second)
 	t := time.NewTimer(time.Duration(rand.Int64N(int64(first)) + 1))
 	defer t.Stop()
 	s.log.Info("upstream sync started", "urls", s.urls, "databases", s.cfg.Databases, "interval", s.interval,
