@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -104,6 +105,19 @@ func TestSyncGarbageChangesNothing(t *testing.T) {
 			edit: func(f *fakeUpstream) {
 				noCDiffs(f)
 				f.setFile("test.cvd", read("test-2.cvd"))
+			}},
+		{name: "older version upstream, newer Last-Modified", result: upstream.ResultCurrent,
+			edit: func(f *fakeUpstream) {
+				old := read("test-2.cvd")
+				f.setOverride(func(w http.ResponseWriter, r *http.Request) bool {
+					if r.URL.Path != "/test.cvd" {
+						return false
+					}
+					// A CDN node that re-uploaded an old file: If-Modified-Since
+					// does not catch it, the header's version must.
+					http.ServeContent(w, r, "", time.Now(), bytes.NewReader(old))
+					return true
+				})
 			}},
 		{name: "older cvd than DNS advertises", dns: 7, result: upstream.ResultFailed, errSubstr: "not in sync",
 			edit: func(f *fakeUpstream) {
