@@ -147,9 +147,10 @@ func (c *client) get(ctx context.Context, base, name, kind string, h http.Header
 	case http.StatusOK, http.StatusPartialContent, http.StatusNotModified:
 		return r, nil
 	case http.StatusTooManyRequests:
-		wait, how := retryAfter(resp.Header.Get("Retry-After"), c.now())
+		now := c.now()
+		wait, how := retryAfter(resp.Header.Get("Retry-After"), now)
 		r.Close()
-		return nil, &cooldownError{Base: base, URL: u, Code: resp.StatusCode, Until: c.now().Add(wait), Reason: how}
+		return nil, &cooldownError{Base: base, URL: u, Code: resp.StatusCode, Until: now.Add(wait), Reason: how}
 	case http.StatusForbidden:
 		r.Close()
 		return nil, &cooldownError{Base: base, URL: u, Code: resp.StatusCode, Until: c.now().Add(forbiddenCooldown),
