@@ -578,3 +578,32 @@ func TestReloadTLS(t *testing.T) {
 	}
 	serial()
 }
+
+func TestDaemonRunsAndStopsParts(t *testing.T) {
+	started, stopped := make(chan struct{}), make(chan struct{})
+	pki := newPKI(t, "node1")
+	cfg := testMirrorConfig(t, pki)
+	d, err := NewDaemon(DaemonOptions{Config: cfg, Verifier: &fakeVerifier{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Go(func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		close(stopped)
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("Run returned before its part stopped")
+	}
+}
