@@ -236,6 +236,21 @@ func New(o Options) (*Agent, error) {
 	return a, nil
 }
 
+// Close releases what New opened, for an Agent that is not Run (Run
+// releases it itself).
+func (a *Agent) Close() {
+	a.history.Close()
+	if a.syslog != nil {
+		a.syslog.Close()
+	}
+	if a.metricsL != nil {
+		a.metricsL.Close()
+	}
+	for _, c := range a.clients {
+		c.Close()
+	}
+}
+
 // maxThreads is clamd.max_threads, or the cores limits.cpu_percent allows,
 // or the CPUs of the machine.
 func maxThreads(cfg *config.Agent) int {
@@ -316,12 +331,7 @@ func (a *Agent) clamdEvent(e clamdproc.Event) {
 // Run runs the daemon until ctx ends (SIGTERM), then stops clamd and
 // returns nil; an error means a part could not go on.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.history.Close()
-	defer func() {
-		for _, c := range a.clients {
-			c.Close()
-		}
-	}()
+	defer a.Close() // runs last, after every part has stopped
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := &group{cancel: cancel}

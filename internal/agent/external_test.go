@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/avfleet/avfleet/internal/clamd"
+	"github.com/avfleet/avfleet/internal/testutil"
+)
+
+// TestAgentExternalClamd: clamd.mode external. An operator's clamd reads the
+// agent's STATE_DIR/db (a symlink the agent swaps); the agent installs the
+// first set before that clamd starts, then updates it by RELOAD through the
+// socket, confirmed by clamd answering again (no daily database here, so
+// VERSION cannot name the new version: the weaker confirmation).
+func TestAgentExternalClamd(t *testing.T) {
+	bin := testutil.NeedCommand(t, "clamd")
+	certs := pki(t, "node1")
+	m := startMirror(t, certs, t.TempDir(), "127.0.0.1:0")
+	m.importFiles("test-3.cvd")
+	cfg := agentConfig(t, certs, "node1", m.addr)
+	sock := filepath.Join(cfg.StateDir, "ext.sock")
+	cfg.Clamd.Mode = "external"
+	cfg.Clamd.Socket = "unix://" + sock
+
+	// First definitions: what `avfleet agent update` does before clamd exists.
+	a0, err := New(Options{Config: cfg, Logger: testLogger(t, "update"), Registry: nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a0.Updater().Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a0.Close()
+
+	conf := filepath.Join(cfg.StateDir, "ext-clamd.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("Foreground yes\nLocalSocket %s\nDatabaseDirectory %s\nSelfCheck 0\nLogTime no\n",
+		sock, filepath.Join(cfg.StateDir, "db"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "-c", conf)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c, _ := clamd.NewClient(cfg.Clamd.Socket)
+	eventually(t, 30*time.Second, "external clamd answers", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx) == nil
+	})
+
+	a := startAgent(t, cfg, nil)
+	a.waitReady(t, 30*time.Second)
+	if got := scan(t, cfg.Clamd.Socket, eicar); got != "Eicar-Test-Signature" {
+		t.Fatalf("EICAR: %q", got)
+	}
+	klez := canary(t, "test-6.cvd", "Win.Worm.Klez-1")
+	m.importFiles("test-4.cdiff", "test-5.cdiff", "test-6.cdiff")
+	eventually(t, 10*time.Second, "external clamd reloaded the new set", func() bool {
+		return scan(t, cfg.Clamd.Socket, klez) == "Win.Worm.Klez-1"
+	})
+	if !strings.Contains(logs.String(), "Database correctly reloaded") {
+		t.Errorf("clamd's log shows no reload:\n%s", logs.String())
+	}
+	if got := metric(t, a.reg, "avfleet_agent_clamd_up"); got != 1 {
+		t.Errorf("clamd_up = %v", got)
+	}
+}
