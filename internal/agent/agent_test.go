@@ -47,9 +47,11 @@ func TestAgentEndToEnd(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("propagation took %s, want under 5 s", took)
 	}
-	if got := a.Updater().Status().Installed["test"]; got != 6 {
-		t.Errorf("installed %d, want 6", got)
-	}
+	// clamd detects the canary as soon as it has reloaded; the updater
+	// records the install an instant later.
+	eventually(t, 5*time.Second, "updater status at version 6", func() bool {
+		return a.Updater().Status().Installed["test"] == 6
+	})
 	if got := metric(t, a.reg, "avfleet_agent_download_bytes_total", "kind=full"); got != fullBytes {
 		t.Errorf("full downloads went from %v to %v bytes: the update was not by cdiffs", fullBytes, got)
 	}

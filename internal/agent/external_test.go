@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,9 +46,9 @@ func TestAgentExternalClamd(t *testing.T) {
 		sock, filepath.Join(cfg.StateDir, "db"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs := &syncBuffer{}
 	cmd := exec.Command(bin, "-c", conf)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +70,28 @@ func TestAgentExternalClamd(t *testing.T) {
 	eventually(t, 10*time.Second, "external clamd reloaded the new set", func() bool {
 		return scan(t, cfg.Clamd.Socket, klez) == "Win.Worm.Klez-1"
 	})
-	if !strings.Contains(logs.String(), "Database correctly reloaded") {
-		t.Errorf("clamd's log shows no reload:\n%s", logs.String())
-	}
+	eventually(t, 5*time.Second, "clamd logs the reload", func() bool {
+		return strings.Contains(logs.String(), "Database correctly reloaded")
+	})
 	if got := metric(t, a.reg, "avfleet_agent_clamd_up"); got != 1 {
 		t.Errorf("clamd_up = %v", got)
 	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
