@@ -3,6 +3,7 @@ package cvd
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/x509"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -226,6 +227,33 @@ func FuzzCDiffScript(f *testing.F) {
 	})
 }
 
+func FuzzSignFile(f *testing.F) {
+	for _, b := range realFiles("test-6.cvd.sign", "test-2.cdiff.sign") {
+		f.Add(b)
+	}
+	roots := x509.NewCertPool()
+	for _, b := range realFiles("clamav-test-ca.crt") {
+		roots.AppendCertsFromPEM(b)
+	}
+	digest := make([]byte, 32)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lines, err := parseSignFile(b)
+		if err != nil {
+			return
+		}
+		for _, l := range lines {
+			if l.MaxFL != 0 && l.MaxFL < l.MinFL {
+				t.Fatalf("accepted range %d..%d", l.MinFL, l.MaxFL)
+			}
+		}
+		// The PKCS#7 parser and verifier must refuse garbage without
+		// panicking (the file path is never opened for SHA-256).
+		if err := verifySign(b, "/nonexistent", digest, roots); err == nil {
+			t.Fatal("a signature over an all-zero digest verified")
+		}
+	})
+}
+
 // scriptOf inflates the script of a real cdiff for seeding.
 func scriptOf(c []byte) []byte {
 	h, err := parseCDiffHeader(c)
@@ -287,6 +315,13 @@ func syntheticSeeds(t testing.TB) map[string]map[string][]byte {
 			"trailer":   append(bytes.Clone(tarBody), 1, 2, 3),
 			"gztrunc":   gz(tarBody)[:60],
 			"pax":       rawTar([]rawEntry{{name: "p", typ: 'x', data: []byte("9 path=x\n"), size: -1}}, false),
+		},
+		"FuzzSignFile": {
+			"header":  []byte("#clamsign-1.0\n"),
+			"garbage": []byte("#clamsign-1.0\n230::pkcs7-pem:MIIBAAYJKoZIhvcNAQcCoA==\n"),
+			"range":   []byte("#clamsign-1.0\n# comment\n\n90:80:pkcs7-pem:AAAA\n"),
+			"type":    []byte("#clamsign-1.0\n1::x509:AAAA\n"),
+			"version": []byte("#clamsign-2.0\n1::pkcs7-pem:AAAA\n"),
 		},
 		"FuzzCDiffScript": {
 			"all": []byte("# comment\nOPEN x.ndb\nADD new line\nDEL 1 a\nXCHG 2 b B\nCLOSE\n" +
