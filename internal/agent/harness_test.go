@@ -67,7 +67,14 @@ func freePort(t testing.TB) string {
 
 func startMirror(t testing.TB, certs, dataDir, listen string) *testMirror {
 	t.Helper()
+	return startMirrorWith(t, certs, dataDir, listen, nil)
+}
+
+// startMirrorWith also trusts the organisation keys in cvdKeys (PEM files).
+func startMirrorWith(t testing.TB, certs, dataDir, listen string, cvdKeys []string) *testMirror {
+	t.Helper()
 	c := config.DefaultMirror()
+	c.Trust.CVDKeys = cvdKeys
 	c.DataDir = dataDir
 	c.Listen, c.AdminListen = listen, ""
 	c.TLS = config.TLS{Cert: filepath.Join(certs, "server.crt"), Key: filepath.Join(certs, "server.key"), ClientCA: filepath.Join(certs, "ca.crt")}
@@ -109,6 +116,12 @@ func (m *testMirror) importFiles(names ...string) {
 	for _, n := range names {
 		paths = append(paths, filepath.Join(td, n))
 	}
+	m.importPaths(paths...)
+}
+
+// importPaths is `avfleet mirror import` of any files.
+func (m *testMirror) importPaths(paths ...string) {
+	m.t.Helper()
 	res, err := m.d.Store().Import(context.Background(), paths)
 	if err != nil {
 		m.t.Fatal(err)

@@ -125,10 +125,13 @@ func statusError(resp *http.Response) error {
 	return err
 }
 
-func oneLine(s string) string {
+func oneLine(s string) string { return oneLineN(s, 200) }
+
+// oneLineN folds s onto one line of at most n bytes.
+func oneLineN(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		s = s[:200] + "..."
+	if len(s) > n {
+		s = s[:n] + "..."
 	}
 	return s
 }

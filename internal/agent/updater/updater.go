@@ -205,8 +205,12 @@ func (u *Updater) run(ctx context.Context, m *Manifest, src *Client) (*Result, e
 	u.mu.Lock()
 	ev := report.UpdateEvent{Time: end, Source: res.Source, OldVersions: res.Old, NewVersions: res.New,
 		Bytes: res.Bytes, Duration: end.Sub(start)}
+	if res.Updated {
+		// Installed and confirmed, even when another database failed.
+		u.installed = clone(res.New)
+	}
 	if err != nil {
-		u.lastErr = oneLine(err.Error())
+		u.lastErr = oneLineN(err.Error(), 2000)
 		ev.Result, ev.Error = report.UpdateFailed, u.lastErr
 		ev.NewVersions = clone(u.installed)
 		u.o.Metrics.attempt(end, false, reasonOf(err))
@@ -323,7 +327,11 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 		}
 		_ = emptyDir(u.o.Store.DownloadDir())
 	}()
+	// One database failing does not hold back the others: what verified is
+	// installed, a database that failed stays at its installed version (or
+	// is left out on a new node), and the cycle still counts as failed.
 	fetched := map[string]bool{}
+	var failed []error
 	for _, d := range fetch {
 		var inst *Installed
 		if cur != nil {
@@ -332,10 +340,18 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 		method, n, err := u.obtain(ctx, src, d, inst, b)
 		res.Bytes += n
 		if err != nil {
-			return res, err
+			if ctx.Err() != nil {
+				return res, err
+			}
+			failed = append(failed, err)
+			continue
 		}
 		res.Methods[d.Name] = method
 		fetched[d.Name] = true
+	}
+	partial := joinFailures(failed)
+	if len(fetched) == 0 && (cur == nil || (bytes.Equal(ignore, cur.Ignore) && bytes.Equal(allow, cur.Allow))) {
+		return res, partial
 	}
 	if cur != nil {
 		for name, inst := range cur.DBs {
@@ -388,6 +404,9 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 			}
 			rerr = failf(ReasonReload, "%v; put back the previous set %s (%s)", rerr, cur.Name, versionsString(cur.Versions()))
 		}
+		if partial != nil {
+			return res, &CycleError{Reason: ReasonReload, Err: errors.Join(rerr, partial)}
+		}
 		return res, rerr
 	}
 	res.Sigs = sigs
@@ -406,7 +425,19 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 	if err := u.o.Store.GC(); err != nil {
 		u.log.Warn("remove old definition sets", "err", err)
 	}
-	return res, nil
+	return res, partial
+}
+
+// joinFailures makes one error of the databases that failed, labelled with
+// the most telling reason; nil when none did.
+func joinFailures(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return pickReason(errors.Join(errs...), errs)
 }
 
 // manifest asks each mirror URL in turn.

@@ -580,3 +580,27 @@ func TestCycleNoSignWithoutCerts(t *testing.T) {
 		t.Errorf(".sign fetched %d times without sign_certs_dir", n)
 	}
 }
+
+// TestCyclePartialFailure: one database refused does not hold back another:
+// the good one is installed, the cycle still fails and says which.
+func TestCyclePartialFailure(t *testing.T) {
+	h := newHarness(t, nil)
+	bad := cvdSpec(t, 4)
+	bad.name = "other"
+	bad.file = append([]byte(nil), bad.file...)
+	bad.file[len(bad.file)-10] ^= 1
+	h.mirror.publish(cvdSpec(t, 3), bad)
+	res, err := h.u.Cycle(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "database other version 4") || reasonOf(err) != ReasonVerify {
+		t.Fatalf("err %v", err)
+	}
+	if !res.Updated || res.New["test"] != 3 {
+		t.Fatalf("%+v: the good database was not installed", res)
+	}
+	if st := h.u.Status(); st.Installed["test"] != 3 || st.LastError == "" {
+		t.Errorf("status %+v", st)
+	}
+	if _, ok := h.installed(t)["other"]; ok {
+		t.Error("the refused database was installed")
+	}
+}
