@@ -25,7 +25,8 @@ type run struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	cache  *cacheRun
-	jobs   chan *job
+	jobs   chan *job      // walker -> preparers
+	ready  chan *prepared // preparers -> senders
 
 	// skipDirs are directories never entered (the quarantine, the overlay
 	// layers of containers scanned through their roots). Written before the
@@ -115,9 +116,11 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 	}
 
 	r.jobs = make(chan *job, 8*s.cfg.Workers)
-	var workers, counter sync.WaitGroup
+	r.ready = make(chan *prepared, s.cfg.Workers)
+	var preparers, senders, counter sync.WaitGroup
 	for range s.cfg.Workers {
-		workers.Go(r.worker)
+		preparers.Go(r.preparer)
+		senders.Go(r.sender)
 	}
 	if opts.Count {
 		counter.Go(func() {
@@ -143,7 +146,9 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 		w.walk(t)
 	}
 	close(r.jobs)
-	workers.Wait()
+	preparers.Wait()
+	close(r.ready)
+	senders.Wait()
 	counter.Wait()
 	if r.cache != nil {
 		if err := r.cache.close(); err != nil {
@@ -250,18 +255,48 @@ func (r *run) skip(path, cpath string, ctr *Container, reason string, detail err
 	}
 }
 
-func (r *run) worker() {
+// Files go through two stages so that clamd never waits for the scanner:
+// preparers stat (incremental check) and open the next files while the
+// senders, one per file in flight, wait for clamd's answers.
+type prepared struct {
+	j  *job
+	f  *os.File
+	st unix.Stat_t
+}
+
+func (r *run) preparer() {
+	for j := range r.jobs {
+		if r.ctx.Err() != nil {
+			j.dir.release()
+			continue
+		}
+		p := r.prepare(j)
+		if p == nil {
+			j.dir.release()
+			continue
+		}
+		select {
+		case r.ready <- p:
+		case <-r.ctx.Done():
+			p.f.Close()
+			j.dir.release()
+		}
+	}
+}
+
+func (r *run) sender() {
 	var conn Conn
 	defer func() {
 		if conn != nil {
 			conn.Close()
 		}
 	}()
-	for j := range r.jobs {
+	for p := range r.ready {
 		if r.ctx.Err() == nil {
-			r.process(&conn, j)
+			r.send(&conn, p)
 		}
-		j.dir.release()
+		p.f.Close()
+		p.j.dir.release()
 	}
 }
 
@@ -306,20 +341,22 @@ func typeReason(mode uint32) string {
 	return ReasonDevice
 }
 
-// process scans one file: the worker's whole job.
-func (r *run) process(conn *Conn, j *job) {
-	var st unix.Stat_t
+// prepare opens one file for clamd, or counts why it is not sent and
+// returns nil.
+func (r *run) prepare(j *job) *prepared {
+	p := &prepared{j: j}
+	st := &p.st
 	if r.cache != nil {
-		if err := unix.Fstatat(j.dir.fd, j.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fstatat(j.dir.fd, j.name, st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			r.doneFiles.Add(1)
 			r.skip(j.path, j.cpath, j.ctr, openReason(err), err)
-			return
+			return nil
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.cache.clean(keyOf(&st)) {
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.cache.clean(keyOf(st)) {
 			r.unchanged.Add(1)
 			r.doneFiles.Add(1)
 			r.doneBytes.Add(st.Size)
-			return
+			return nil
 		}
 	}
 	if r.s.beforeOpen != nil {
@@ -329,31 +366,43 @@ func (r *run) process(conn *Conn, j *job) {
 	if err != nil {
 		r.doneFiles.Add(1)
 		r.skip(j.path, j.cpath, j.ctr, openReason(err), err)
-		return
+		return nil
 	}
-	f := os.NewFile(uintptr(fd), j.path)
-	defer f.Close()
-	if err := unix.Fstat(fd, &st); err != nil {
+	p.f = os.NewFile(uintptr(fd), j.path)
+	if err := unix.Fstat(fd, st); err != nil {
+		p.f.Close()
 		r.doneFiles.Add(1)
 		r.skip(j.path, j.cpath, j.ctr, ReasonUnreadable, err)
-		return
+		return nil
 	}
 	r.doneFiles.Add(1)
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		r.skip(j.path, j.cpath, j.ctr, typeReason(st.Mode), nil)
-		return
+	reason, detail := "", error(nil)
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		reason = typeReason(st.Mode)
+	case st.Nlink > 1 && !r.firstLink(fileID{st.Dev, st.Ino}):
+		r.doneBytes.Add(st.Size)
+		reason, detail = ReasonAlreadyScanned, errors.New("another name of this file was scanned")
+	case st.Size > r.s.cfg.MaxFileSize:
+		r.doneBytes.Add(st.Size)
+		reason, detail = ReasonTooLarge, fmt.Errorf("%d bytes, over clamd's MaxFileSize of %d", st.Size, r.s.cfg.MaxFileSize)
 	}
-	r.doneBytes.Add(st.Size)
-	if st.Nlink > 1 && !r.firstLink(fileID{st.Dev, st.Ino}) {
-		r.skip(j.path, j.cpath, j.ctr, ReasonAlreadyScanned, errors.New("another name of this file was scanned"))
-		return
+	if reason != "" {
+		p.f.Close()
+		r.skip(j.path, j.cpath, j.ctr, reason, detail)
+		return nil
 	}
-	if st.Size > r.s.cfg.MaxFileSize {
-		r.skip(j.path, j.cpath, j.ctr, ReasonTooLarge, fmt.Errorf("%d bytes, over clamd's MaxFileSize of %d", st.Size, r.s.cfg.MaxFileSize))
-		return
-	}
+	return p
+}
+
+// send has clamd scan one opened file and deals with the answer.
+func (r *run) send(conn *Conn, p *prepared) {
+	j, st := p.j, &p.st
 	r.current.Store(&j.path)
-	v, err := r.scanFile(conn, f)
+	v, err := r.scanFile(conn, p.f)
+	if err == nil || r.ctx.Err() == nil {
+		r.doneBytes.Add(st.Size)
+	}
 	switch {
 	case err != nil:
 		if r.ctx.Err() == nil {
@@ -367,14 +416,14 @@ func (r *run) process(conn *Conn, j *job) {
 		r.files.Add(1)
 		r.bytes.Add(st.Size)
 		if r.cache != nil {
-			r.cache.forget(keyOf(&st))
+			r.cache.forget(keyOf(st))
 		}
-		r.detect(j, f, &st, v.Signature)
+		r.detect(j, p.f, st, v.Signature)
 	default:
 		r.files.Add(1)
 		r.bytes.Add(st.Size)
 		if r.cache != nil {
-			r.cache.put(keyOf(&st))
+			r.cache.put(keyOf(st))
 		}
 	}
 }
