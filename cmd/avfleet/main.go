@@ -95,6 +95,10 @@ scans it on schedule through clamd, and reports what it finds.
 
 Exit codes: 0 success, 1 the operation said no (invalid file, infection found,
 rejected import), 2 usage or I/O error.`,
+		Example: `  avfleet demo                                   # the whole thing on this machine, in a temp dir
+  avfleet mirror serve --config /etc/avfleet/mirror.yaml
+  avfleet agent run --config /etc/avfleet/agent.yaml
+  avfleet scan /srv`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
