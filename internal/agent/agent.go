@@ -432,12 +432,14 @@ func (a *Agent) firstDefinitions(ctx context.Context) error {
 	a.upd.SetReloader(updater.NoReload{})
 	for attempt := 1; ; attempt++ {
 		res, err := a.upd.Cycle(ctx)
-		if err == nil {
-			a.log.Info("first definitions installed", "versions", res.New, "mirror_url", res.Source)
-			return nil
-		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if res != nil && res.Updated {
+			// Possibly not everything (a database that failed to verify is
+			// left out and retried by the updater), but clamd can start.
+			a.log.Info("first definitions installed", "versions", res.New, "mirror_url", res.Source)
+			return nil
 		}
 		d := backoff(attempt, a.o.BackoffMin, a.o.BackoffMax)
 		a.log.Warn("no definitions installed yet: clamd starts after the first successful update; retrying",
