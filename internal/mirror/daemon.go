@@ -261,12 +261,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return runErr
 }
 
+// incomingSettle is how long a file in incoming/ must be left unmodified
+// before the daemon verifies it.
+const incomingSettle = time.Second
+
 // incomingLoop picks up files dropped into incoming/.
 func (d *Daemon) incomingLoop(ctx context.Context) {
 	t := time.NewTicker(d.opt.PollInterval)
 	defer t.Stop()
 	for {
-		if _, err := d.store.ProcessIncoming(ctx); err != nil && ctx.Err() == nil {
+		if _, err := d.store.processIncoming(ctx, incomingSettle); err != nil && ctx.Err() == nil {
 			d.metrics.pipelineError.Inc()
 			d.log.Error("processing incoming/", "err", err)
 		}

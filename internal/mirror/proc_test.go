@@ -67,14 +67,20 @@ func avfleetBinary(t testing.TB) string {
 	return avfleetBin.path
 }
 
-func freePort(t testing.TB) string {
+// freePorts returns n distinct free ports (all held open until chosen, so
+// the kernel cannot hand out one twice).
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
 }
 
 // mirrorEnv is a mirror.yaml with its certificates and data directory.
@@ -89,7 +95,8 @@ func newMirrorEnv(t testing.TB, extra string) *mirrorEnv {
 	e := &mirrorEnv{dir: t.TempDir()}
 	e.pki = newPKI(t, "node1", "freshclam")
 	e.data = filepath.Join(e.dir, "data")
-	e.https, e.plain, e.admin = freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	e.https, e.plain, e.admin = ports[0], ports[1], ports[2]
 	e.cfg = filepath.Join(e.dir, "mirror.yaml")
 	y := fmt.Sprintf("data_dir: %s\nlisten: %q\nplain_listen: %q\nadmin_listen: %q\ntls: {cert: %s, key: %s, client_ca: %s}\n%s",
 		e.data, e.https, e.plain, e.admin, filepath.Join(e.pki, "server.crt"), filepath.Join(e.pki, "server.key"), filepath.Join(e.pki, "ca.crt"), extra)

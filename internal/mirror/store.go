@@ -306,13 +306,33 @@ func (s *Store) Pending() ([]string, error) {
 // ProcessIncoming ingests everything waiting in incoming/. It returns at
 // once, without the lock, when nothing waits.
 func (s *Store) ProcessIncoming(ctx context.Context) ([]Result, error) {
-	names, err := s.Pending()
+	return s.processIncoming(ctx, 0)
+}
+
+// processIncoming skips files modified less than settle ago: the daemon's
+// scan gives a `cp` into incoming/ (not the documented copy-and-rename)
+// time to finish rather than rejecting half a file.
+func (s *Store) processIncoming(ctx context.Context, settle time.Duration) ([]Result, error) {
+	settled := func() ([]string, error) {
+		names, err := s.Pending()
+		if err != nil || settle <= 0 {
+			return names, err
+		}
+		out := names[:0]
+		for _, n := range names {
+			if st, err := os.Stat(filepath.Join(s.incoming, n)); err == nil && time.Since(st.ModTime()) >= settle {
+				out = append(out, n)
+			}
+		}
+		return out, nil
+	}
+	names, err := settled()
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
 	var out []Result
 	err = s.withLock(ctx, func(l *locked) error {
-		names, err := s.Pending() // again, under the lock: another process may have taken some
+		names, err := settled() // again, under the lock: another process may have taken some
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/avfleet/avfleet/internal/config"
 	"github.com/avfleet/avfleet/internal/cvd"
@@ -467,5 +468,22 @@ func TestRetentionKeepsTheBaseOfKeptVersions(t *testing.T) {
 	}
 	if m := manifestDB(t, s, "test"); m.Version != 4 || m.FullVersion != 1 || m.Path != "/test.cld" {
 		t.Fatalf("rolled back to 4: %+v", m)
+	}
+}
+
+func TestIncomingScanWaitsForFilesToSettle(t *testing.T) {
+	s, _ := newTestStore(t, 5)
+	p := filepath.Join(s.IncomingDir(), "test.cvd")
+	must(t, os.WriteFile(p, fakeDB("test", 1, cvd.KindCVD, "clamav")[:10], 0o644)) // a cp in progress
+	res, err := s.processIncoming(context.Background(), time.Hour)
+	if err != nil || len(res) != 0 {
+		t.Fatalf("a file still being written was processed: %+v %v", res, err)
+	}
+	must(t, os.WriteFile(p, fakeDB("test", 1, cvd.KindCVD, "clamav"), 0o644))
+	old := time.Now().Add(-2 * time.Second)
+	must(t, os.Chtimes(p, old, old))
+	res, err = s.processIncoming(context.Background(), time.Second)
+	if err != nil || len(res) != 1 || res[0].Outcome != Accepted {
+		t.Fatalf("settled file: %+v %v", res, err)
 	}
 }
