@@ -18,13 +18,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/avfleet/avfleet/internal/agent"
 	"github.com/avfleet/avfleet/internal/agent/scan"
+	"github.com/avfleet/avfleet/internal/agent/schedule"
 	"github.com/avfleet/avfleet/internal/clamd"
 	"github.com/avfleet/avfleet/internal/config"
 	"github.com/avfleet/avfleet/internal/report"
 )
 
-func init() { register(newScanCommand) }
+func init() {
+	register(newScanCommand)
+	registerAgentPart(scheduledScansPart)
+}
 
 // scanDefaultConfig is where `avfleet scan` finds the agent's configuration
 // (and through it the agent's clamd) when neither --config nor --clamd is given.
@@ -439,4 +444,60 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// scheduleStateFile keeps the last completed scheduled scan in state_dir.
+const scheduleStateFile = "schedule.json"
+
+// scheduledScansPart is the agent daemon's scanner: scan.paths and the
+// containers on scan.schedule, one scan at a time, results through the
+// agent's Reporter (log, syslog, history, metrics, report to the mirror).
+func scheduledScansPart(_ *globalOptions, cfg *config.Agent) (agent.Part, error) {
+	if _, err := schedule.New(cfg.Scan.Schedule, "", nil); err != nil {
+		return agent.Part{}, err
+	}
+	return agent.Part{Name: "scheduled scans", Run: runScheduledScans}, nil
+}
+
+func runScheduledScans(ctx context.Context, rt *agent.Runtime) error {
+	cfg := *rt.Config
+	cfg.NodeName = rt.Node
+	log := rt.Logger.With("part", "scan")
+	sched, err := schedule.New(cfg.Scan.Schedule, rt.Node, nil)
+	if err != nil {
+		return err
+	}
+	sc, err := scan.FromAgent(&cfg, scan.ClamdEngine(rt.Clamd), rt.Reporter, log)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	r := &schedule.Runner{
+		Schedule: sched,
+		State:    schedule.FileState{Path: filepath.Join(cfg.StateDir, scheduleStateFile)},
+		Logger:   log,
+		Job: func(ctx context.Context, trigger string) error {
+			opts := scan.Options{Trigger: trigger, Paths: cfg.Scan.Paths, Containers: cfg.Scan.Containers}
+			if rt.Updater != nil {
+				opts.DBVersions = rt.Updater.Status().Installed
+			}
+			if key, versions, err := scan.Definitions(rt.DBDir); err == nil {
+				// The directory may already hold a set clamd has not
+				// confirmed; with the confirmed versions in the key, such a
+				// key is never seen again once the reload is confirmed.
+				opts.Definitions = key + "|" + fmt.Sprint(opts.DBVersions)
+				if len(opts.DBVersions) == 0 {
+					opts.DBVersions = versions
+				}
+			} else {
+				log.Warn("incremental scan off: the installed definitions cannot be read", "err", err)
+			}
+			_, err := sc.Run(ctx, opts)
+			if errors.Is(err, scan.ErrBusy) {
+				return schedule.ErrBusy
+			}
+			return err
+		},
+	}
+	return r.Run(ctx)
 }

@@ -5,15 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/avfleet/avfleet/internal/agent"
 	"github.com/avfleet/avfleet/internal/agent/quarantine"
+	"github.com/avfleet/avfleet/internal/agent/schedule"
+	"github.com/avfleet/avfleet/internal/clamd"
 	"github.com/avfleet/avfleet/internal/clamd/clamdtest"
+	"github.com/avfleet/avfleet/internal/config"
+	"github.com/avfleet/avfleet/internal/report"
 	"github.com/avfleet/avfleet/internal/testutil"
 )
 
@@ -189,4 +196,74 @@ scan:
 			t.Errorf("second restore: exit %d, want 1", code)
 		}
 	})
+}
+
+// TestScheduledScansPart runs the agent's scan part on a real clamd: a
+// scheduled scan missed while the agent was down (schedule.json older than
+// the last cron start) runs at once, reports through the Reporter, and is
+// recorded as the last run.
+func TestScheduledScansPart(t *testing.T) {
+	r := clamdtest.StartReal(t, clamdtest.RealOptions{})
+	base := t.TempDir()
+	state := filepath.Join(base, "state")
+	os.MkdirAll(state, 0o700)
+	tree := filepath.Join(base, "tree")
+	os.MkdirAll(tree, 0o755)
+	os.WriteFile(filepath.Join(tree, "eicar.com"), clamdtest.EICAR, 0o644)
+	os.WriteFile(filepath.Join(tree, "clean.txt"), []byte("clean"), 0o644)
+	os.WriteFile(filepath.Join(state, scheduleStateFile), []byte(`{"last_run":"2020-01-01T00:00:00Z"}`), 0o600)
+	cfgFile := filepath.Join(base, "agent.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`state_dir: %s
+clamd: {mode: external, socket: %q}
+scan: {schedule: {cron: "0 3 * * *"}, paths: [%q], containers: false}
+`, state, r.Socket, tree)), 0o644)
+	cfg, err := config.LoadAgent(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := scheduledScansPart(nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := clamd.NewClient(r.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan report.Event, 10)
+	rep := report.NewReporter(slog.New(slog.DiscardHandler), "node-a", report.SinkFunc(func(_ context.Context, ev report.Event) error {
+		events <- ev
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- part.Run(ctx, &agent.Runtime{Config: cfg, Node: "node-a", Logger: slog.New(slog.DiscardHandler), Reporter: rep, Clamd: cl, DBDir: r.DBDir})
+	}()
+	var det report.Detection
+	var sum report.ScanSummary
+	for sum.ScanID == "" {
+		select {
+		case ev := <-events:
+			switch e := ev.(type) {
+			case report.Detection:
+				det = e
+			case report.ScanSummary:
+				sum = e
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the missed scheduled scan did not run")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("part: %v", err)
+	}
+	if sum.Trigger != report.TriggerSchedule || sum.Files != 2 || sum.Detections != 1 || sum.Node != "node-a" ||
+		det.Signature != "Eicar-Test-Signature" || det.Path != filepath.Join(tree, "eicar.com") {
+		t.Errorf("summary %+v, detection %+v", sum, det)
+	}
+	last, err := schedule.FileState{Path: filepath.Join(state, scheduleStateFile)}.LastRun()
+	if err != nil || !last.After(time.Now().Add(-time.Minute)) {
+		t.Errorf("last run recorded %s, %v", last, err)
+	}
 }
