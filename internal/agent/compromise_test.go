@@ -64,9 +64,10 @@ func (m *testMirror) publishForged(t *testing.T, gen int, file []byte, version u
 // TestAgentRefusesCompromisedMirror: the mirror serves, with a manifest that
 // vouches for it, a test-4.cvd whose body was altered (one byte), then the
 // genuine, correctly signed test-2.cvd announced as version 4 (a downgrade
-// dressed as an update). The agent downloads each, refuses
-// it with its own verifier, keeps clamd on version 3, and says why: in its
-// metrics, its status and its report to the mirror.
+// dressed as an update), then the same set with test.cvd overwritten in
+// place. The agent downloads each, refuses it (its own verifier; the
+// manifest's SHA-256 for the last), keeps clamd on version 3, and says why:
+// in its metrics, its status and its report to the mirror.
 func TestAgentRefusesCompromisedMirror(t *testing.T) {
 	certs := pki(t, "node1")
 	m := startMirror(t, certs, t.TempDir(), "127.0.0.1:0")
@@ -116,6 +117,21 @@ func TestAgentRefusesCompromisedMirror(t *testing.T) {
 		t.Fatalf("installed %d", v)
 	}
 
+	// A file overwritten in place in verified/, under the manifest's nose:
+	// its size and SHA-256 no longer match what the manifest promised.
+	if err := os.WriteFile(filepath.Join(m.cfg.DataDir, "verified", "test.cvd"), tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "agent refuses the overwritten file", func() bool {
+		return strings.Contains(a.Updater().Status().LastError, "the manifest says")
+	})
+	if got := metric(t, a.reg, "avfleet_agent_update_failures_total", "reason=checksum"); got < 1 {
+		t.Errorf("update_failures_total{reason=checksum} = %v", got)
+	}
+	if v := a.Updater().Status().Installed["test"]; v != 3 {
+		t.Fatalf("installed %d", v)
+	}
+
 	// The mirror is told why (last_error in the node report).
 	eventually(t, 10*time.Second, "report with the refusal reaches the mirror", func() bool {
 		recs, err := m.d.Store().State().NodeReports()
@@ -123,6 +139,6 @@ func TestAgentRefusesCompromisedMirror(t *testing.T) {
 			return false
 		}
 		var r NodeReport
-		return json.Unmarshal(recs[0].Report, &r) == nil && strings.Contains(r.LastError, "verify") && r.Databases["test"] == 3
+		return json.Unmarshal(recs[0].Report, &r) == nil && strings.Contains(r.LastError, "the manifest says") && r.Databases["test"] == 3
 	})
 }
