@@ -123,7 +123,7 @@ func TestAgentRefusesCompromisedMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "agent refuses the overwritten file", func() bool {
-		return strings.Contains(a.Updater().Status().LastError, "the manifest says")
+		return strings.Contains(a.Updater().Status().LastError, "download https://")
 	})
 	if got := metric(t, a.reg, "avfleet_agent_update_failures_total", "reason=checksum"); got < 1 {
 		t.Errorf("update_failures_total{reason=checksum} = %v", got)
@@ -139,6 +139,6 @@ func TestAgentRefusesCompromisedMirror(t *testing.T) {
 			return false
 		}
 		var r NodeReport
-		return json.Unmarshal(recs[0].Report, &r) == nil && strings.Contains(r.LastError, "the manifest says") && r.Databases["test"] == 3
+		return json.Unmarshal(recs[0].Report, &r) == nil && strings.Contains(r.LastError, "download https://") && r.Databases["test"] == 3
 	})
 }
