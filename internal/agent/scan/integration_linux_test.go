@@ -521,3 +521,66 @@ func pidsWithRoot(dev, ino uint64) []int {
 	slices.Sort(out)
 	return out
 }
+
+// TestRealTCP scans over TCP (INSTREAM): a file past clamd's StreamMaxLength
+// is counted as clamd_limit and the scan goes on with a new connection.
+func TestRealTCP(t *testing.T) {
+	r := clamdtest.StartReal(t, clamdtest.RealOptions{TCP: true, Conf: []string{"StreamMaxLength 1M"}})
+	base := t.TempDir()
+	write(t, filepath.Join(base, "eicar.com"), clamdtest.EICAR)
+	write(t, filepath.Join(base, "small"), bytes.Repeat([]byte("s"), 10<<10))
+	write(t, filepath.Join(base, "big"), bytes.Repeat([]byte("b"), 2<<20))
+	cl, err := clamd.NewClient(r.TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Engine: ClamdEngine(cl), Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var col collector
+	sum, err := s.Run(context.Background(), Options{Paths: []string{base}, OnFile: col.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := col.byReason()
+	if sum.Files != 2 || sum.Detections != 1 || !slices.Equal(got[ReasonClamdLimit], []string{filepath.Join(base, "big")}) ||
+		!slices.Equal(got["FOUND:Eicar-Test-Signature"], []string{filepath.Join(base, "eicar.com")}) {
+		t.Errorf("summary %+v, events %v", sum, got)
+	}
+}
+
+// TestMountBoundaries: one_filesystem stops at mount points; kernel
+// filesystems are never entered even when not excluded.
+func TestMountBoundaries(t *testing.T) {
+	testutil.NeedRoot(t)
+	base := t.TempDir()
+	tmp, proc := filepath.Join(base, "tmpfs"), filepath.Join(base, "proc")
+	os.Mkdir(tmp, 0o755)
+	os.Mkdir(proc, 0o755)
+	for _, m := range [][]string{{"-t", "tmpfs", "tmpfs", tmp}, {"-t", "proc", "proc", proc}} {
+		if b, err := exec.Command("mount", m...).CombinedOutput(); err != nil {
+			testutil.Skip(t, fmt.Sprintf("mount %v: %v %s", m, err, b))
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", m[3]).Run() })
+	}
+	write(t, filepath.Join(tmp, "eicar.com"), clamdtest.EICAR)
+	write(t, filepath.Join(base, "here.txt"), []byte("x"))
+	for _, oneFS := range []bool{false, true} {
+		s, _ := fakeScanner(t, Config{OneFilesystem: oneFS})
+		var col collector
+		sum, err := s.Run(context.Background(), Options{Paths: []string{base}, OnFile: col.add})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := col.byReason()
+		if oneFS {
+			if !slices.Equal(got[ReasonOtherFS], []string{proc, tmp}) || sum.Detections != 0 || sum.Files != 1 {
+				t.Errorf("one_filesystem: %v %+v", got, sum)
+			}
+		} else if !slices.Equal(got[ReasonPseudoFS], []string{proc}) || sum.Detections != 1 || sum.Files != 2 {
+			t.Errorf("across filesystems: %v %+v", got, sum)
+		}
+	}
+}

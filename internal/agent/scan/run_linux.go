@@ -476,7 +476,11 @@ func (r *run) scanFile(conn *Conn, f *os.File) (Verdict, error) {
 }
 
 func (r *run) dial() (Conn, error) {
-	deadline := time.Now().Add(clamdWait)
+	wait := clamdWait
+	if r.s.clamdWait > 0 {
+		wait = r.s.clamdWait
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		c, err := r.s.cfg.Engine.Open(r.ctx)
 		if err == nil {
@@ -486,7 +490,7 @@ func (r *run) dial() (Conn, error) {
 			return nil, r.ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			err = fmt.Errorf("cannot reach clamd for %s: %w", clamdWait, err)
+			err = fmt.Errorf("cannot reach clamd for %s: %w", wait, err)
 			r.fail(err)
 			return nil, err
 		}

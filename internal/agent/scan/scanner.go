@@ -55,6 +55,7 @@ type Scanner struct {
 	// beforeOpen, set by tests only, runs just before a worker opens a file:
 	// it lets a test delete the file between the walk and the open.
 	beforeOpen func(path string)
+	clamdWait  time.Duration // tests shorten how long an unreachable clamd is retried
 }
 
 // New checks c and opens the cache and the quarantine it names.

@@ -3,7 +3,10 @@
 package scan
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/avfleet/avfleet/internal/clamd"
 	"github.com/avfleet/avfleet/internal/clamd/clamdtest"
@@ -83,8 +87,10 @@ func fakeScanner(t *testing.T, c Config) (*Scanner, *clamdtest.Server) {
 }
 
 // TestWalkOddFiles builds a tree holding everything a walk must survive and
-// checks each is counted with its reason, nothing is followed out of the
-// tree, and every regular file is scanned once.
+// scans it with the real clamd: each is counted with its reason, nothing is
+// followed out of the tree (the EICAR the links point to is not found), a
+// FIFO does not block, the 3 GB sparse file is not read, and every regular
+// file is scanned once.
 func TestWalkOddFiles(t *testing.T) {
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
@@ -117,7 +123,7 @@ func TestWalkOddFiles(t *testing.T) {
 	must(sparse.Truncate(3 << 30))
 	sparse.Close()
 
-	s, _ := fakeScanner(t, Config{Exclude: []string{"/skipme/"}})
+	s := realScanner(t, clamdtest.StartReal(t, clamdtest.RealOptions{}), Config{Exclude: []string{"/skipme/"}})
 	s.beforeOpen = func(p string) {
 		if strings.HasSuffix(p, "/gone.txt") {
 			os.Remove(p)
@@ -154,5 +160,69 @@ func TestWalkOddFiles(t *testing.T) {
 		if k[0] != 'F' && sum.SkippedByReason[k] != int64(len(v)) {
 			t.Errorf("summary skipped_by_reason[%s] = %d, want %d", k, sum.SkippedByReason[k], len(v))
 		}
+	}
+}
+
+func TestProgressAndBusy(t *testing.T) {
+	base := t.TempDir()
+	var size int64
+	for i := range 50 {
+		b := bytes.Repeat([]byte("p"), i*10)
+		size += int64(len(b))
+		write(t, filepath.Join(base, fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%d", i)), b)
+	}
+	s, srv := fakeScanner(t, Config{Workers: 2})
+	var mu sync.Mutex
+	var last Progress
+	calls := 0
+	sum, err := s.Run(context.Background(), Options{Paths: []string{base}, Count: true, ProgressEvery: time.Millisecond,
+		Progress: func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			last = p
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls == 0 || last.TotalFiles != 50 || last.TotalBytes != size || last.DoneFiles != 50 || last.DoneBytes != size || last.Files != 50 {
+		t.Errorf("last progress %+v after %d calls; want 50 files, %d bytes, all done", last, calls, size)
+	}
+	if sum.Files != 50 || sum.Bytes != size {
+		t.Errorf("summary %d files %d bytes", sum.Files, sum.Bytes)
+	}
+	if n := len(srv.Requests()); n < 50 {
+		t.Errorf("clamd got %d requests for 50 files", n)
+	}
+
+	// A second Run while one is going returns ErrBusy.
+	srv.Handle("FILDES", func(req clamdtest.Request) clamdtest.Response {
+		return clamdtest.Response{Replies: []string{fmt.Sprintf("fd[%d]: OK", req.FD)}, Delay: 50 * time.Millisecond}
+	})
+	started := make(chan struct{})
+	var once sync.Once
+	go s.Run(context.Background(), Options{Paths: []string{base}, OnFile: nil, ProgressEvery: time.Millisecond,
+		Progress: func(Progress) { once.Do(func() { close(started) }) }})
+	<-started
+	if _, err := s.Run(context.Background(), Options{Paths: []string{base}}); !errors.Is(err, ErrBusy) {
+		t.Errorf("second Run: %v, want ErrBusy", err)
+	}
+	for !s.busy.TryLock() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.busy.Unlock()
+}
+
+func TestClamdGoneFailsTheScan(t *testing.T) {
+	base := t.TempDir()
+	write(t, filepath.Join(base, "f"), []byte("x"))
+	s, srv := fakeScanner(t, Config{})
+	s.clamdWait = 2 * time.Second
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := s.Run(ctx, Options{Paths: []string{base}})
+	if err == nil || sum.Result != report.ResultError || !strings.Contains(sum.Error, "cannot reach clamd") {
+		t.Errorf("scan without clamd: %v, %+v", err, sum)
 	}
 }
