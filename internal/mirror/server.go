@@ -255,7 +255,9 @@ func (d *Daemon) writeManifest(w http.ResponseWriter, r *http.Request, set *serv
 }
 
 func (d *Daemon) serveManifest(w http.ResponseWriter, r *http.Request) {
-	if !onlyGetHead(w, r) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
 	d.writeManifest(w, r, d.bc.load())
