@@ -142,8 +142,10 @@ func TestAgentKill9(t *testing.T) {
 		}
 		_ = cmd.Wait()
 		installs += strings.Count(logBuf.String(), "result=updated")
-		if strings.Contains(logBuf.String(), "level=ERROR") {
-			t.Errorf("round %d: the agent logged an error:\n%s", round, logBuf.String())
+		// Failed cycles are expected here (a file can vanish when the mirror
+		// flips mid-download); a crash or a stopped agent is not.
+		if l := logBuf.String(); strings.Contains(l, "panic:") || strings.Contains(l, `level=ERROR msg=agent`) {
+			t.Errorf("round %d: the agent failed:\n%s", round, l)
 		}
 		// clamd dies with its agent (Pdeathsig).
 		for _, pid := range kids {

@@ -17,12 +17,13 @@ func TestSocketReloader(t *testing.T) {
 		want    map[string]uint
 		reload  func(s *clamdtest.Server) // what the fake does on RELOAD
 		wantErr error
+		timeout time.Duration
 	}{
 		{"daily confirmed", map[string]uint{"daily": 27501, "main": 62}, func(s *clamdtest.Server) {
 			go func() { time.Sleep(100 * time.Millisecond); s.SetVersion(newer) }()
-		}, nil},
-		{"daily never changes", map[string]uint{"daily": 27501}, func(*clamdtest.Server) {}, ErrReloadUnconfirmed},
-		{"no daily: answering is enough", map[string]uint{"test": 6}, func(*clamdtest.Server) {}, nil},
+		}, nil, 10 * time.Second},
+		{"daily never changes", map[string]uint{"daily": 27501}, func(*clamdtest.Server) {}, ErrReloadUnconfirmed, 700 * time.Millisecond},
+		{"no daily: answering is enough", map[string]uint{"test": 6}, func(*clamdtest.Server) {}, nil, 10 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,7 +36,7 @@ func TestSocketReloader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = SocketReloader{Client: c, Timeout: 700 * time.Millisecond}.Reload(context.Background(), tc.want)
+			_, err = SocketReloader{Client: c, Timeout: tc.timeout}.Reload(context.Background(), tc.want)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err %v, want %v", err, tc.wantErr)
 			}
