@@ -80,3 +80,25 @@ func mustVerifier(t *testing.T, m *testMirror) mirror.Verifier {
 	}
 	return v
 }
+
+// TestAgentFirstStartMirrorDown: a new node whose mirror is not there yet
+// keeps trying (clamd cannot start on an empty database directory) and comes
+// up as soon as the mirror does.
+func TestAgentFirstStartMirrorDown(t *testing.T) {
+	certs := pki(t, "node1")
+	addr := freePort(t)
+	cfg := agentConfig(t, certs, "node1", addr)
+	a := startAgent(t, cfg, nil)
+	eventually(t, 10*time.Second, "failed first attempts", func() bool {
+		return metric(t, a.reg, "avfleet_agent_update_failures_total", "reason=unreachable") >= 2
+	})
+	if pid := a.Clamd().Status().PID; pid != 0 {
+		t.Fatalf("clamd (pid %d) started without definitions", pid)
+	}
+	m := startMirror(t, certs, t.TempDir(), addr)
+	m.importFiles("test-3.cvd")
+	a.waitReady(t, 30*time.Second)
+	if got := scan(t, a.ClamdAddr(), eicar); got != "Eicar-Test-Signature" {
+		t.Fatalf("EICAR: %q", got)
+	}
+}
