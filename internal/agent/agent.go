@@ -335,7 +335,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := &group{cancel: cancel}
-	defer g.wait()
+	defer g.stop(nil) // every return: cancel the parts, then wait for them
 
 	if a.metricsL != nil {
 		g.go1("metrics", func(ctx context.Context) error { return a.serveMetrics(ctx) }, ctx)
