@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,7 +69,9 @@ clamd starts, since clamd refuses an empty database directory; while the mirror 
 unreachable and nothing is installed yet the agent keeps retrying and says so), then
 clamd (managed child or external socket), then updates (checks_per_day polls plus an
 instant update on every change the mirror announces), reports to the mirror and
-metrics on report.metrics_listen. SIGTERM or SIGINT stops it and its clamd.
+metrics on report.metrics_listen. SIGTERM or SIGINT stops it and its clamd. SIGHUP
+re-reads the configuration: the allowlist is applied at once (a new set, clamd
+reloaded); other settings need a restart.
 
 node_name (default: the host name) must equal the CN of mirror.cert: the mirror
 knows the node by that name.
@@ -133,6 +138,28 @@ func runAgent(ctx context.Context, g *globalOptions, cfg *config.Agent) error {
 	if err != nil {
 		return withCode(exitError, fmt.Errorf("%s: %w", cfg.Path(), err))
 	}
+	// SIGHUP re-reads the configuration (the allowlist applies at once).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for {
+			select {
+			case <-hupCtx.Done():
+				return
+			case <-hup:
+				nc, err := config.LoadAgent(cfg.Path())
+				if err == nil {
+					err = a.Reconfigure(nc)
+				}
+				if err != nil {
+					g.logger.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+				}
+			}
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		return withCode(exitError, err)
 	}

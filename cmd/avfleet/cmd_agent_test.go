@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,25 +162,43 @@ func TestAgentRunCommand(t *testing.T) {
 		t.Fatalf("--check-config with a wrong node_name: exit %d\n%s", code, errOut)
 	}
 
-	// The daemon: runs until its context ends (SIGTERM in main), exit 0.
+	// The daemon: SIGHUP applies a new allowlist; it runs until its context
+	// ends (SIGTERM in main), exit 0.
 	ld, err := config.LoadAgent(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	eicar := []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$` + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer cancel()
 		c, _ := clamd.NewClient("unix://" + filepath.Join(ld.StateDir, "clamd.sock"))
-		for range 300 {
-			pctx, pc := context.WithTimeout(ctx, time.Second)
-			err := c.Ping(pctx)
-			pc()
-			if err == nil {
-				return
+		found := func() string {
+			sctx, sc := context.WithTimeout(ctx, 5*time.Second)
+			defer sc()
+			r, err := c.ScanStream(sctx, strings.NewReader(string(eicar)))
+			if err != nil {
+				return "error: " + err.Error()
 			}
-			time.Sleep(100 * time.Millisecond)
+			return r.Signature
 		}
-		t.Error("the agent's clamd never answered")
+		wait := func(what string, ok func() bool) bool {
+			for range 300 {
+				if ok() {
+					return true
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Errorf("agent run: %s: not within 30 s", what)
+			return false
+		}
+		if !wait("clamd finds EICAR", func() bool { return found() == "Eicar-Test-Signature" }) {
+			return
+		}
+		b, _ := os.ReadFile(cfg)
+		os.WriteFile(cfg, append(b, []byte("allowlist:\n  signatures: [Eicar-Test-Signature]\n")...), 0o644)
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		wait("EICAR allowlisted after SIGHUP", func() bool { return found() == "" })
 	}()
 	code, _, errOut = agentCLI(t, ctx, "agent", "run", "--config", cfg)
 	if code != 0 {
@@ -187,5 +206,8 @@ func TestAgentRunCommand(t *testing.T) {
 	}
 	if !strings.Contains(errOut, `msg="clamd stopped"`) {
 		t.Errorf("clamd not stopped on shutdown:\n%s", errOut)
+	}
+	if !strings.Contains(errOut, "configuration reloaded: allowlist applied") {
+		t.Errorf("SIGHUP did not reload the configuration:\n%s", errOut)
 	}
 }

@@ -236,6 +236,27 @@ func New(o Options) (*Agent, error) {
 	return a, nil
 }
 
+// Reconfigure applies a re-read agent.yaml (SIGHUP): the allowlist takes
+// effect at once (a new set is installed and clamd reloaded); any other
+// change needs a restart, and the agent says which.
+func (a *Agent) Reconfigure(cfg *config.Agent) error {
+	al := updater.Allowlist{Signatures: cfg.Allowlist.Signatures, SHA256: cfg.Allowlist.SHA256}
+	if err := a.upd.SetAllowlist(al); err != nil {
+		return err
+	}
+	a.upd.Trigger()
+	old, cur := *a.cfg, *cfg
+	old.Allowlist, cur.Allowlist = config.Allowlist{}, config.Allowlist{}
+	ob, _ := old.Effective()
+	nb, _ := cur.Effective()
+	if string(ob) != string(nb) {
+		a.log.Warn("configuration reloaded: the allowlist is applied now; other changed settings take effect when the agent restarts", "config", cfg.Path())
+	} else {
+		a.log.Info("configuration reloaded: allowlist applied", "config", cfg.Path())
+	}
+	return nil
+}
+
 // Close releases what New opened, for an Agent that is not Run (Run
 // releases it itself).
 func (a *Agent) Close() {

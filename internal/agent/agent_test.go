@@ -102,8 +102,9 @@ func TestAgentEndToEnd(t *testing.T) {
 }
 
 // TestAgentAllowlist: allowlist.signatures silences EICAR but not clam.exe;
-// adding clam.exe's SHA-256 silences it too. The second run starts on the
-// installed set and rebuilds it with the new allowlist, without downloading.
+// adding clam.exe's SHA-256 (a configuration reload, SIGHUP) silences it too,
+// at once and without downloading anything; an agent restarted with the
+// allowlist emptied rebuilds the installed set without the files.
 func TestAgentAllowlist(t *testing.T) {
 	const clamExe = "/usr/share/clamav-testfiles/clam.exe"
 	testutil.NeedFile(t, clamExe)
@@ -124,11 +125,12 @@ func TestAgentAllowlist(t *testing.T) {
 	if got := scan(t, a.ClamdAddr(), exe); got != "Clamav.Test.File-6" {
 		t.Errorf("clam.exe: clamd says %q, want Clamav.Test.File-6", got)
 	}
-	a.stop(t)
 
-	cfg.Allowlist.SHA256 = []string{sha256hex(exe) + ":" + itoa(len(exe))}
-	a = startAgent(t, cfg, nil)
-	a.waitReady(t, 30*time.Second)
+	next := *cfg
+	next.Allowlist.SHA256 = []string{sha256hex(exe) + ":" + itoa(len(exe))}
+	if err := a.Reconfigure(&next); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 10*time.Second, "clam.exe allowlisted by hash", func() bool {
 		return scan(t, a.ClamdAddr(), exe) == ""
 	})
@@ -143,9 +145,30 @@ func TestAgentAllowlist(t *testing.T) {
 	if !strings.HasPrefix(string(b), sha256hex(exe)+":544:") {
 		t.Errorf("avfleet.sfp = %q", b)
 	}
-	if got := metric(t, a.reg, "avfleet_agent_download_bytes_total", "kind=full"); got != 0 {
-		t.Errorf("the allowlist change downloaded %v bytes", got)
+	if got := metric(t, a.reg, "avfleet_agent_download_bytes_total", "kind=full"); got != float64(len(mustRead(t, "test-3.cvd"))) {
+		t.Errorf("full downloads %v bytes: the allowlist change downloaded again", got)
 	}
+	a.stop(t)
+
+	cfg.Allowlist = next.Allowlist
+	cfg.Allowlist.Signatures, cfg.Allowlist.SHA256 = nil, nil
+	a = startAgent(t, cfg, nil)
+	a.waitReady(t, 30*time.Second)
+	eventually(t, 10*time.Second, "allowlist emptied at restart", func() bool {
+		return scan(t, a.ClamdAddr(), eicar) == "Eicar-Test-Signature" && scan(t, a.ClamdAddr(), exe) == "Clamav.Test.File-6"
+	})
+	if got := metric(t, a.reg, "avfleet_agent_download_bytes_total", "kind=full"); got != 0 {
+		t.Errorf("the restart downloaded %v bytes", got)
+	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testutil.ClamAVTestdata(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestAgentIdentity: a node_name that is not the certificate's CN is refused

@@ -67,6 +67,7 @@ type Updater struct {
 	installed map[string]uint
 	stale     bool
 	started   time.Time
+	kick      chan struct{} // Trigger
 }
 
 // New returns an Updater. It reads the installed set and when it was last
@@ -102,7 +103,7 @@ func New(o Options) (*Updater, error) {
 	if _, _, err := o.Allowlist.files(); err != nil {
 		return nil, err
 	}
-	u := &Updater{o: o, log: o.Logger, reloader: o.Reloader, started: o.Now()}
+	u := &Updater{o: o, log: o.Logger, reloader: o.Reloader, started: o.Now(), kick: make(chan struct{}, 1)}
 	if u.reloader == nil {
 		u.reloader = NoReload{}
 	}
@@ -114,6 +115,27 @@ func New(o Options) (*Updater, error) {
 	o.Metrics.setInstalled(cur)
 	u.lastOK = o.Store.lastSuccess()
 	return u, nil
+}
+
+// SetAllowlist replaces the allowlist (a configuration reload); the next
+// cycle installs a set with the new allowlist files. Call Trigger to run
+// that cycle now.
+func (u *Updater) SetAllowlist(a Allowlist) error {
+	if _, _, err := a.files(); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.o.Allowlist = a
+	return nil
+}
+
+// Trigger makes Run start a cycle now (a no-op when one is already due).
+func (u *Updater) Trigger() {
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
 }
 
 // SetReloader changes how clamd is told about a new set: the daemon installs
@@ -274,7 +296,10 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 	if len(m.Databases) == 0 && cur == nil {
 		return res, failf(ReasonMirror, "mirror %s serves no databases yet (import or sync some there first)", src.URL())
 	}
-	ignore, allow, err := u.o.Allowlist.files()
+	u.mu.Lock()
+	allowlist := u.o.Allowlist
+	u.mu.Unlock()
+	ignore, allow, err := allowlist.files()
 	if err != nil {
 		return res, failf(ReasonInstall, "%w", err)
 	}
@@ -691,6 +716,8 @@ func (u *Updater) Run(ctx context.Context) error {
 			}
 			_, err = u.run(ctx, w.m, w.src)
 		case <-timer.C:
+			_, err = u.run(ctx, nil, nil)
+		case <-u.kick:
 			_, err = u.run(ctx, nil, nil)
 		}
 		if ctx.Err() != nil {

@@ -330,7 +330,9 @@ func TestCycleAllowlist(t *testing.T) {
 		t.Errorf("avfleet.sfp = %q, want %q", cur.Allow, want)
 	}
 	// Clearing the allowlist makes a new set without the files, same versions.
-	h.u.o.Allowlist = Allowlist{}
+	if err := h.u.SetAllowlist(Allowlist{}); err != nil {
+		t.Fatal(err)
+	}
 	res, err := h.u.Cycle(context.Background())
 	if err != nil || !res.Updated {
 		t.Fatalf("%+v %v: want a new set", res, err)
