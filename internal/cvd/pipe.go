@@ -22,16 +22,43 @@ type chunkPipe struct {
 	held []byte // the buffer cur points into, returned to free when empty
 }
 
-func newChunkPipe(nbuf, size int) *chunkPipe {
+// chunkPool recycles pipe buffers between verifications: a mirror checking
+// many small files would otherwise allocate 2 MiB per file.
+var chunkPool = sync.Pool{New: func() any { return make([]byte, pipeChunk) }}
+
+func newChunkPipe(nbuf int) *chunkPipe {
 	p := &chunkPipe{
 		ch:   make(chan []byte, nbuf),
 		free: make(chan []byte, nbuf),
 		done: make(chan struct{}),
 	}
 	for i := 0; i < nbuf; i++ {
-		p.free <- make([]byte, size)
+		p.free <- chunkPool.Get().([]byte)
 	}
 	return p
+}
+
+// recycle returns the buffers still owned by the pipe to the pool. Only call
+// it when neither side will touch the pipe again.
+func (p *chunkPipe) recycle() {
+	for {
+		select {
+		case b := <-p.free:
+			chunkPool.Put(b[:cap(b)])
+		case b, ok := <-p.ch:
+			if !ok {
+				p.ch = nil
+				continue
+			}
+			chunkPool.Put(b[:cap(b)])
+		default:
+			if p.held != nil {
+				chunkPool.Put(p.held[:cap(p.held)])
+				p.held, p.cur = nil, nil
+			}
+			return
+		}
+	}
 }
 
 // get returns an empty buffer for the writer, or nil once the reader stopped.

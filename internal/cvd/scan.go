@@ -96,7 +96,7 @@ func scanBody(r io.Reader, head []byte, lim Limits, sink entrySink) *scanResult 
 	whole.Write(head)
 	md := md5.New()
 
-	p1 := newChunkPipe(pipeBufs, pipeChunk)
+	p1 := newChunkPipe(pipeBufs)
 	buf := p1.get()
 	n, rerr := readChunk(r, buf)
 	res.Gzip = n >= 2 && buf[0] == 0x1f && buf[1] == 0x8b
@@ -104,8 +104,10 @@ func scanBody(r io.Reader, head []byte, lim Limits, sink entrySink) *scanResult 
 	var wg sync.WaitGroup
 	var inflateErr, tarErr error
 	tarIn, tarPipe := p1, p1
+	defer p1.recycle() // after wg.Wait: every stage is done with the buffers
 	if res.Gzip {
-		p2 := newChunkPipe(pipeBufs, pipeChunk)
+		p2 := newChunkPipe(pipeBufs)
+		defer p2.recycle()
 		tarIn, tarPipe = p2, p2
 		wg.Add(1)
 		go func() {
