@@ -3,8 +3,8 @@ package cvd
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/x509"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
