@@ -89,3 +89,65 @@ func helpRun(t *testing.T, args ...string) (int, string) {
 	}
 	return code, string(b)
 }
+
+// TestReadmeCommands keeps README.md true to the command tree: its command
+// table lists every command, names only real ones, and every avfleet command
+// line in its sh code blocks names a real command with flags and arguments
+// that command accepts.
+func TestReadmeCommands(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	table := map[string]bool{}
+	var lines []string
+	inSh := false
+	for _, l := range strings.Split(readme, "\n") {
+		trim := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(trim, "```"):
+			inSh = !inSh && trim == "```sh"
+			continue
+		case inSh && strings.HasPrefix(trim, "avfleet "):
+			if i := strings.Index(trim, " #"); i >= 0 {
+				trim = strings.TrimSpace(trim[:i])
+			}
+			lines = append(lines, trim)
+		case strings.HasPrefix(trim, "| `avfleet "):
+			cmd := strings.TrimPrefix(trim, "| `")
+			table[cmd[:strings.Index(cmd, "`")]] = true
+		}
+	}
+	cmds := helpCommands(t)
+	known := map[string]bool{}
+	for _, c := range cmds {
+		known[c.CommandPath()] = true
+		if c.Runnable() && c.HasParent() && !table[c.CommandPath()] && !table[c.Parent().CommandPath()] {
+			t.Errorf("README.md's command table lacks `%s`", c.CommandPath())
+		}
+	}
+	for p := range table {
+		if !known[p] {
+			t.Errorf("README.md's command table names `%s`, which does not exist", p)
+		}
+	}
+	if len(lines) < 5 {
+		t.Fatalf("found only %d avfleet command lines in README.md's sh blocks", len(lines))
+	}
+	for _, l := range lines {
+		root := newRootCommand(&globalOptions{stdout: os.Stdout, stderr: os.Stderr})
+		c, rest, err := root.Find(strings.Fields(l)[1:])
+		if err != nil || !c.Runnable() {
+			t.Errorf("README.md: %q: not a command (%v)", l, err)
+			continue
+		}
+		if err := c.ParseFlags(rest); err != nil {
+			t.Errorf("README.md: %q: %v", l, err)
+			continue
+		}
+		if err := c.ValidateArgs(c.Flags().Args()); err != nil {
+			t.Errorf("README.md: %q: %v", l, err)
+		}
+	}
+}

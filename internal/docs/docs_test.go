@@ -462,3 +462,37 @@ func TestTroubleshootingCoversChecks(t *testing.T) {
 		t.Fatalf("found only %d checks in internal/cvd/api.go", n)
 	}
 }
+
+// TestQuickStartIsWhatCIRuns: the two commands README.md's first screen
+// gives are the ones .ci/run runs, so the README's promise is tested.
+func TestQuickStartIsWhatCIRuns(t *testing.T) {
+	root := testutil.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)```sh\n(.*?)```").FindSubmatch(readme)
+	if block == nil {
+		t.Fatal("README.md has no sh block")
+	}
+	var readmeCmds, ciCmds []string
+	for _, l := range strings.Split(string(block[1]), "\n") {
+		if f := strings.TrimSpace(strings.SplitN(l, "#", 2)[0]); f != "" {
+			readmeCmds = append(readmeCmds, f)
+		}
+	}
+	for _, l := range strings.Split(string(ci), "\n") {
+		if strings.HasPrefix(l, "make ") {
+			ciCmds = append(ciCmds, strings.TrimSpace(l))
+		}
+	}
+	sort.Strings(readmeCmds)
+	sort.Strings(ciCmds)
+	if strings.Join(readmeCmds, "|") != strings.Join(ciCmds, "|") {
+		t.Errorf("README.md's first commands %q, .ci/run runs %q", readmeCmds, ciCmds)
+	}
+}
