@@ -496,3 +496,32 @@ func TestQuickStartIsWhatCIRuns(t *testing.T) {
 		t.Errorf("README.md's first commands %q, .ci/run runs %q", readmeCmds, ciCmds)
 	}
 }
+
+// TestReadmeQuotesBenchResults: every figure README.md's Performance
+// section puts in bold is what bench/RESULTS.md says now, so a new
+// benchmark run that changes a headline makes the README change too.
+func TestReadmeQuotesBenchResults(t *testing.T) {
+	root := testutil.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := os.ReadFile(filepath.Join(root, "bench", "RESULTS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := regexp.MustCompile(`(?s)\n## Performance\n(.*?)\n## `).FindSubmatch(readme)
+	if sec == nil {
+		t.Fatal("README.md has no Performance section")
+	}
+	figures := regexp.MustCompile(`\*\*([0-9][^*]*)\*\*`).FindAllSubmatch(sec[1], -1)
+	if len(figures) < 4 {
+		t.Fatalf("README.md's Performance section quotes only %d figures", len(figures))
+	}
+	for _, f := range figures {
+		fig := strings.TrimSuffix(string(f[1]), "×")
+		if !strings.Contains(string(results), fig) {
+			t.Errorf("README.md's Performance section quotes %q, which bench/RESULTS.md does not say (any more): update the README", fig)
+		}
+	}
+}
