@@ -36,7 +36,7 @@ func newDemoCommand(g *globalOptions) *cobra.Command {
      and scans again: what only version 2 detects is now found
 
 Each step says what happens and where its files are; the mirror and agent log to files
-in the directory. Everything is stopped and the directory removed at the end or on
+in the directory (in the --log-level and --log-format given). Everything is stopped and the directory removed at the end or on
 Ctrl-C; --keep keeps it and prints the commands to run the mirror and agent again and
 look around. Needs clamd (` + demo.InstallHint + `);
 'make demo' installs it and builds avfleet first. Runs as any user; takes a few seconds.
@@ -64,6 +64,7 @@ func runDemo(ctx context.Context, g *globalOptions, out io.Writer, o demo.Option
 	if err := level.UnmarshalText([]byte(g.logLevel)); err == nil {
 		o.LogLevel = level
 	}
+	o.LogJSON = g.logFormat == "json"
 	_, err := demo.Run(ctx, o)
 	var unexpected *demo.UnexpectedError
 	switch {

@@ -42,6 +42,7 @@ type Options struct {
 	TempDir     string        // parent of the work directory; "": $TMPDIR or /tmp
 	ClamdBinary string        // "": clamd, looked up as the agent does
 	LogLevel    slog.Level    // of the daemons' log files
+	LogJSON     bool          // the daemons' log files in JSON, as --log-format json
 	Executable  string        // avfleet in the printed commands; "": this program
 	Timeout     time.Duration // longest wait for any one step; 0: 60 s
 }
@@ -259,7 +260,11 @@ func freeAddr() (string, error) {
 }
 
 func (r *run) logger(f *os.File) *slog.Logger {
-	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: r.o.LogLevel}))
+	opts := &slog.HandlerOptions{Level: r.o.LogLevel}
+	if r.o.LogJSON {
+		return slog.New(slog.NewJSONHandler(f, opts))
+	}
+	return slog.New(slog.NewTextHandler(f, opts))
 }
 
 func (r *run) startMirror(ctx context.Context) error {
