@@ -236,15 +236,19 @@ func scanSetup(ctx context.Context, g *globalOptions, cfg *config.Agent, cli *cl
 	closers = append(closers, func() { sc.Close() })
 
 	opts.DBVersions = dailyVersion(ver)
-	if key, versions, err := scan.Definitions(filepath.Join(cfg.StateDir, dbDirName)); err == nil {
-		// The clamd answer is part of the key: a clamd that has not
-		// reloaded yet answers with the old daily version.
-		opts.Definitions = key + "|" + ver.Raw
-		if len(versions) > 0 {
-			opts.DBVersions = versions
+	key, versions, loaded, err := scan.DefinitionsKey(filepath.Join(cfg.StateDir, dbDirName), ver.Raw)
+	switch {
+	case err != nil:
+		if cfg.Scan.Incremental {
+			g.logger.Info("incremental scan off: the installed definitions cannot be read", "err", err)
 		}
-	} else if cfg.Scan.Incremental {
-		g.logger.Info("incremental scan off: the installed definitions cannot be read", "err", err)
+	case !loaded:
+		g.logger.Info("incremental scan off: clamd has not loaded the installed definitions yet", "clamd", ver.Raw, "installed", versions)
+	default:
+		opts.Definitions = key
+	}
+	if len(versions) > 0 {
+		opts.DBVersions = versions
 	}
 	return sc, opts, closeAll, nil
 }
@@ -481,18 +485,24 @@ func runScheduledScans(ctx context.Context, rt *agent.Runtime) error {
 			if rt.Updater != nil {
 				opts.DBVersions = rt.Updater.Status().Installed
 			}
-			if key, versions, err := scan.Definitions(rt.DBDir); err == nil {
-				// The directory may already hold a set clamd has not
-				// confirmed; with the confirmed versions in the key, such a
-				// key is never seen again once the reload is confirmed.
-				opts.Definitions = key + "|" + fmt.Sprint(opts.DBVersions)
-				if len(opts.DBVersions) == 0 {
-					opts.DBVersions = versions
-				}
-			} else {
-				log.Warn("incremental scan off: the installed definitions cannot be read", "err", err)
+			vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			ver, verr := rt.Clamd.Version(vctx)
+			cancel()
+			key, versions, loaded, err := scan.DefinitionsKey(rt.DBDir, ver.Raw)
+			switch {
+			case verr != nil || err != nil:
+				log.Warn("incremental scan off: the loaded definitions are not known", "err", errors.Join(verr, err))
+			case !loaded || (len(opts.DBVersions) > 0 && !maps.Equal(opts.DBVersions, versions)):
+				// The set on disk is not the one clamd was confirmed to run
+				// (an update in progress): remember nothing under its key.
+				log.Info("incremental scan off for this scan: definitions update in progress", "installed", versions, "confirmed", opts.DBVersions)
+			default:
+				opts.Definitions = key
 			}
-			_, err := sc.Run(ctx, opts)
+			if len(opts.DBVersions) == 0 {
+				opts.DBVersions = versions
+			}
+			_, err = sc.Run(ctx, opts)
 			if errors.Is(err, scan.ErrBusy) {
 				return schedule.ErrBusy
 			}

@@ -57,6 +57,30 @@ func Definitions(dbDir string) (key string, versions map[string]uint, err error)
 	return hex.EncodeToString(h.Sum(nil))[:32], versions, nil
 }
 
+// DefinitionsKey is the incremental cache's key for the definitions in dbDir
+// as run by a clamd whose VERSION reply is clamdVersion: Definitions' key
+// with the reply added, so that the key changes again once clamd has
+// reloaded (the daily version in the reply moves), and the agent's scans and
+// `avfleet scan` share one cache. loaded reports whether the set on disk is
+// the one clamd runs, as far as the reply tells (its daily version, when it
+// names one); scan with incremental off while it is not.
+func DefinitionsKey(dbDir, clamdVersion string) (key string, versions map[string]uint, loaded bool, err error) {
+	k, versions, err := Definitions(dbDir)
+	if err != nil {
+		return "", nil, false, err
+	}
+	loaded = true
+	// "ClamAV 1.4.6/27500/Tue Jan 14 ..." names the daily version.
+	if parts := strings.Split(clamdVersion, "/"); len(parts) >= 2 {
+		if d, err := strconv.ParseUint(parts[1], 10, 32); err == nil {
+			if v, ok := versions["daily"]; ok && uint(d) != v {
+				loaded = false
+			}
+		}
+	}
+	return k + "|" + clamdVersion, versions, loaded, nil
+}
+
 // headerVersion reads the version from a ClamAV database's 512-byte header:
 // "ClamAV-VDB:build time:version:signatures:f-level:md5:dsig:builder:stime".
 func headerVersion(path string) (uint, bool) {
