@@ -9,17 +9,21 @@
 //
 // The agent daemon uses it like this (cmd/avfleet's scan command the same way):
 //
-//	sc, err := scan.FromAgent(cfg, engine, reporter, logger) // or scan.New(scan.Config{...})
+//	sc, err := scan.FromAgent(cfg, scan.ClamdEngine(clamdClient), reporter, logger) // or scan.New(scan.Config{...})
 //	if err != nil { ... }
 //	defer sc.Close()
+//	key, versions, loaded, err := scan.DefinitionsKey(dbDir, clamdVersion.Raw)
 //	sum, err := sc.Run(ctx, scan.Options{
 //		Trigger:     report.TriggerSchedule,   // or report.TriggerOnDemand
 //		Paths:       cfg.Scan.Paths,
 //		Containers:  cfg.Scan.Containers,
-//		Definitions: key,                      // scan.DefinitionsKey(dbDir); "" turns incremental off for this run
+//		Definitions: key,                      // "" (e.g. !loaded) turns incremental off for this run
 //		DBVersions:  versions,                 // for the report events
 //		Progress:    func(p scan.Progress) {}, // optional, called every ProgressEvery
 //	})
+//
+// The daemon's scheduled scans are wired in cmd/avfleet (cmd_scan.go,
+// registered as an agent Part): a schedule.Runner whose job is Run.
 //
 // Run blocks until the scan ends. It returns the summary (always filled in,
 // also reported to the Sink) and a non-nil error only when the scan could not
