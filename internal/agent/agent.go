@@ -365,6 +365,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.go1("syslog", a.syslog.Run, ctx)
 	}
 	g.go1("mirror report", a.nodeRep.Run, ctx)
+	if d := a.cfg.Report.HistoryDays; d > 0 { // 0: a configuration that skipped Validate; keep everything
+		g.go1("history retention", report.Retention{History: a.history, Logger: a.log,
+			Keep: time.Duration(d) * 24 * time.Hour}.Run, ctx)
+	}
 
 	lim := a.cfg.Limits
 	if lim.CPUPercent > 0 || lim.MemoryBytes > 0 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avfleet/avfleet/internal/report"
 	"github.com/avfleet/avfleet/internal/testutil"
 )
 
@@ -23,8 +24,32 @@ func TestAgentEndToEnd(t *testing.T) {
 	m.importFiles("test-3.cvd")
 	cfg := agentConfig(t, certs, "node1", m.addr)
 	cfg.Mirror.ChecksPerDay = 1
+	// History from before report.history_days (400) is pruned at start.
+	h, err := report.OpenHistory(filepath.Join(cfg.StateDir, report.HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, age := range []int{401, 399} {
+		if err := h.InsertUpdate(t.Context(), report.UpdateEvent{Time: time.Now().AddDate(0, 0, -age), Result: report.UpdateCurrent, Source: itoa(age)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
 	a := startAgent(t, cfg, nil)
 	a.waitReady(t, 30*time.Second)
+	eventually(t, 5*time.Second, "update of 401 days ago pruned", func() bool {
+		ups, err := a.history.RecentUpdates(t.Context(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sources []string
+		for _, u := range ups {
+			if u.Source == "401" || u.Source == "399" {
+				sources = append(sources, u.Source)
+			}
+		}
+		return len(sources) == 1 && sources[0] == "399"
+	})
 
 	if got := scan(t, a.ClamdAddr(), eicar); got != "Eicar-Test-Signature" {
 		t.Fatalf("EICAR: clamd says %q, want Eicar-Test-Signature", got)

@@ -163,7 +163,7 @@ func TestAgentFull(t *testing.T) {
 			SHA256:     []string{"275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68"},
 		},
 		Limits: Limits{CPUPercent: 250, MemoryBytes: 2 << 30},
-		Report: Report{Syslog: "tls://logs.example.org:6514", StaleAfter: Duration(36 * time.Hour)},
+		Report: Report{Syslog: "tls://logs.example.org:6514", StaleAfter: Duration(36 * time.Hour), HistoryDays: 730},
 		Trust: Trust{
 			CVDKeys: []string{filepath.Join(dir, "org.pub.pem")}, SignCertsDir: "/etc/avfleet/sign-certs",
 			RequireSign: true, AllowUnsigned: true,

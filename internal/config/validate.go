@@ -28,6 +28,10 @@ var (
 // certainly a unit mistake (512 meant as MiB), and clamd could not even start.
 const MinMemoryBytes = 16 << 20
 
+// MaxHistoryDays bounds report.history_days: a hundred years is "forever",
+// and the bound keeps the retention a valid time.Duration.
+const MaxHistoryDays = 36500
+
 // checkListen validates a host:port listen address; "" is allowed when
 // optional (the listener is off). Port 0 (any free port) is for tests.
 func checkListen(key, addr string, optional bool) error {
@@ -263,6 +267,9 @@ func (a *Agent) Validate() error {
 	add(checkListen("report.metrics_listen", a.Report.MetricsListen, true))
 	if a.Report.StaleAfter <= 0 {
 		add(fmt.Errorf("report.stale_after: %s: must be positive", a.Report.StaleAfter))
+	}
+	if a.Report.HistoryDays < 1 || a.Report.HistoryDays > MaxHistoryDays {
+		add(fmt.Errorf("report.history_days: %d is outside 1..%d (days of scan, detection and update history kept)", a.Report.HistoryDays, MaxHistoryDays))
 	}
 	errs = append(errs, a.Trust.validate()...)
 	return errors.Join(errs...)
