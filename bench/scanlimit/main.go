@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -65,12 +66,38 @@ func main() {
 	wall := time.Since(start)
 	after, _ := g.Stats()
 	cpu := after.CPU - before.CPU
-	fmt.Fprintf(os.Stderr, "scanlimit: mode=%s wall_seconds=%.2f cpu_seconds=%.2f cpu_percent_of_one_core=%.1f\n",
-		g.Mode(), wall.Seconds(), cpu.Seconds(), 100*cpu.Seconds()/wall.Seconds())
+	periods, throttled := throttling(g.Paths())
+	fmt.Fprintf(os.Stderr, "scanlimit: mode=%s wall_seconds=%.2f cpu_seconds=%.2f cpu_percent_of_one_core=%.1f periods=%d throttled=%d\n",
+		g.Mode(), wall.Seconds(), cpu.Seconds(), 100*cpu.Seconds()/wall.Seconds(), periods, throttled)
 	if ee, ok := runErr.(*exec.ExitError); ok {
 		os.Exit(ee.ExitCode())
 	} else if runErr != nil {
 		fmt.Fprintln(os.Stderr, "scanlimit:", runErr)
 		os.Exit(2)
 	}
+}
+
+// throttling reads the group's cpu.stat: how many 100 ms periods it had
+// runnable work in, and in how many the quota stopped it.
+func throttling(dirs []string) (periods, throttled int64) {
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "cpu.stat"))
+		if err != nil {
+			continue
+		}
+		for l := range strings.SplitSeq(string(b), "\n") {
+			k, v, _ := strings.Cut(l, " ")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "nr_periods":
+				periods = n
+			case "nr_throttled":
+				throttled = n
+			}
+		}
+		if periods > 0 {
+			return periods, throttled
+		}
+	}
+	return 0, 0
 }
