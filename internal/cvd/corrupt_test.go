@@ -55,6 +55,10 @@ func headerField(t testing.TB, b []byte, n int) int {
 func swapChar(b []byte, i int) []byte {
 	c := bytes.Clone(b)
 	switch ch := c[i]; {
+	case ch == '+':
+		c[i] = '/'
+	case ch == '/':
+		c[i] = '+'
 	case ch >= '0' && ch <= '8', ch >= 'a' && ch <= 'y', ch >= 'A' && ch <= 'Y':
 		c[i]++
 	default:
@@ -168,6 +172,11 @@ func TestCorruptAndMaliciousInputs(t *testing.T) {
 		{name: "flipped byte in .info", want: CheckDSig, trust: orgTrust, data: func(t *testing.T) []byte {
 			info := infoFor(t, h7, key(t), sampleHDB, sampleNDB)
 			info = swapChar(info, bytes.Index(info, []byte("acme.ndb:"))+10)
+			return signedFile(t, h7, key(t), gz(rawTar([]rawEntry{entry("acme.info", info), sampleHDB, sampleNDB}, false)))
+		}},
+		{name: "DSIG not in ClamAV's base-64", want: CheckDSig, trust: orgTrust, data: func(t *testing.T) []byte {
+			info := infoFor(t, h7, key(t), sampleHDB, sampleNDB)
+			info[bytes.Index(info, []byte("DSIG:"))+30] = '-'
 			return signedFile(t, h7, key(t), gz(rawTar([]rawEntry{entry("acme.info", info), sampleHDB, sampleNDB}, false)))
 		}},
 		{name: "flipped DSIG", want: CheckDSig, trust: orgTrust, data: func(t *testing.T) []byte {

@@ -84,7 +84,7 @@ func FuzzParseInfo(f *testing.F) {
 			}
 			seen[fl.Name] = true
 		}
-		if inf.DSig != "" {
+		if inf.HasDSig {
 			if !bytes.HasPrefix(b, inf.Signed) || !bytes.HasPrefix(b[len(inf.Signed):], []byte("DSIG:")) {
 				t.Fatal("signed part is not the bytes before DSIG:")
 			}

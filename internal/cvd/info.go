@@ -17,10 +17,11 @@ const (
 
 // infoFile is a parsed .info: the header line, the member list and the DSIG.
 type infoFile struct {
-	Header Header
-	Files  []File // in .info order; SHA256 lowercase hex
-	DSig   string // "" when the .info has no DSIG line (CUD)
-	Signed []byte // the bytes the DSIG covers: everything before "DSIG:"
+	Header  Header
+	Files   []File // in .info order; SHA256 lowercase hex
+	HasDSig bool   // false when the .info has no DSIG line (CUD)
+	DSig    string // the signature as written; checked by verifyDSig, not here
+	Signed  []byte // the bytes the DSIG covers: everything before "DSIG:"
 }
 
 // infoError is a malformed .info; callers report it as CheckInfo.
@@ -73,13 +74,12 @@ func parseInfo(b []byte) (*infoFile, error) {
 			continue
 		}
 		if sig, ok := strings.CutPrefix(s, "DSIG:"); ok {
-			if _, err := decodeClamSig(sig); err != nil {
-				return nil, infoErrorf(".info DSIG line %d is not a ClamAV signature", lineNo)
-			}
+			// A damaged signature value is reported by verifyDSig as a
+			// signature failure (CheckDSig), like any other altered DSIG.
 			if len(rest) > 0 {
 				return nil, infoErrorf(".info has %d bytes after the DSIG line", len(rest))
 			}
-			inf.DSig = sig
+			inf.HasDSig, inf.DSig = true, sig
 			inf.Signed = b[:start]
 			return inf, nil
 		}
@@ -147,7 +147,7 @@ func encodeInfo(h Header, files []File, sign func(digest []byte) (string, error)
 // withoutDSig returns the .info without its DSIG line: what clamd expects in a
 // CUD, where a DSIG line is a parse error ("Malformed database").
 func (inf *infoFile) withoutDSig(orig []byte) []byte {
-	if inf.DSig == "" {
+	if !inf.HasDSig {
 		return orig
 	}
 	return inf.Signed

@@ -200,7 +200,7 @@ func verifyDB(path string, f io.Reader, head []byte, t *Trust, o verifyOpts) (*I
 	}
 	switch {
 	case o.structural:
-	case inf.DSig != "":
+	case inf.HasDSig:
 		keys := append([]*rsa.PublicKey{officialInfoKey}, t.Keys...)
 		if signer == officialLegacyKey {
 			keys = []*rsa.PublicKey{officialInfoKey}
@@ -231,7 +231,7 @@ func verifyDB(path string, f io.Reader, head []byte, t *Trust, o verifyOpts) (*I
 	switch {
 	case hdr.DSig != "X":
 		info.Kind = KindCVD
-	case inf.DSig != "":
+	case inf.HasDSig:
 		info.Kind = KindCLD
 	default:
 		info.Kind = KindCUD
