@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/avfleet/avfleet/internal/cvd"
-	"github.com/avfleet/avfleet/internal/mirror/api"
+	"github.com/avfleet/avfleet/internal/mirror/mirrortest"
 	"github.com/avfleet/avfleet/internal/testutil"
 )
 
@@ -152,59 +151,12 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// checkServedSet fetches the manifest and every file it names (retrying if
-// a publish happens in between), checks each against the manifest, and
-// verifies every database and cdiff with the real verifier.
+// checkServedSet checks the served set of the mirror in e (see
+// mirrortest.CheckServedSet) and names the round when it fails.
 func checkServedSet(t *testing.T, e *mirrorEnv, c *http.Client, round int) {
 	t.Helper()
-	var man api.Manifest
-	var files map[string][]byte
-	for try := 0; ; try++ {
-		man = e.manifest(t, c)
-		files = e.servedFiles(t, c, man)
-		if again := e.manifest(t, c); again.ETag == man.ETag {
-			break
-		}
-		if try == 20 {
-			t.Fatalf("round %d: manifest kept changing", round)
-		}
-	}
-	dir := t.TempDir()
-	for _, d := range man.Databases {
-		verify := func(path, signPath string, want uint, kind string) {
-			p := filepath.Join(dir, strings.TrimPrefix(path, "/"))
-			must(t, os.WriteFile(p, files[path], 0o644))
-			if signPath != "" {
-				must(t, os.WriteFile(p+".sign", files[signPath], 0o644))
-			}
-			info, err := cvd.Verify(p, nil)
-			if err != nil {
-				t.Errorf("round %d: served %s does not verify: %v", round, path, err)
-				return
-			}
-			v := info.Header.Version
-			if info.Kind == cvd.KindCDiff {
-				v = info.CDiffVersion
-			}
-			if v != want || string(info.Kind) != kind {
-				t.Errorf("round %d: %s is %s version %d, manifest says %s %d", round, path, info.Kind, v, kind, want)
-			}
-		}
-		verify(d.Path, d.SignPath, d.Version, d.Kind)
-		if d.FullPath != d.Path && d.FullPath != "" {
-			verify(d.FullPath, d.FullSignPath, d.FullVersion, "cvd")
-		}
-		for i, f := range d.CDiffFiles {
-			verify(f.Path, f.SignPath, f.Version, "cdiff")
-			if d.CDiffs == nil || f.Version != d.CDiffs.From+uint(i) {
-				t.Errorf("round %d: cdiff list %+v does not match range %+v", round, d.CDiffFiles, d.CDiffs)
-			}
-		}
-		if d.CDiffs != nil && d.CDiffs.To != d.Version {
-			t.Errorf("round %d: cdiffs end at %d, served version is %d", round, d.CDiffs.To, d.Version)
-		}
-		if d.FullVersion > d.Version || (d.Kind == "cld") != (d.FullVersion < d.Version) {
-			t.Errorf("round %d: inconsistent entry %+v", round, d)
-		}
+	mirrortest.CheckServedSet(t, c, "https://"+e.https, nil)
+	if t.Failed() {
+		t.Logf("round %d: served set inconsistent", round)
 	}
 }
