@@ -177,7 +177,8 @@ install the new set atomically and ask clamd to reload. Works beside a running a
 (the two never install at the same time). clamd is reached at its socket (managed:
 STATE_DIR/clamd.sock); the reload is confirmed by clamd answering again and, when a
 database named daily is installed, by VERSION naming the new daily version. When no
-clamd answers, the set is installed for clamd's next start.
+clamd answers, the set is installed for clamd's next start, and the agent checks it
+then: if clamd cannot load it, the previous set is put back.
 
 Prints one line per database: NAME OLD -> NEW (how), or NAME VERSION (current).
 

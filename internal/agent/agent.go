@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,9 +88,14 @@ type Agent struct {
 
 	managed  *clamdproc.Clamd
 	clamdCli *clamd.Client
+	// startFailed receives why a managed clamd exited before it ever
+	// answered: at start, with an unconfirmed set, that means clamd cannot
+	// load the set.
+	startFailed chan error
 
-	mu     sync.Mutex
-	limits *limits.Group
+	mu         sync.Mutex
+	limits     *limits.Group
+	clamdReady bool // the running clamd has answered PING
 }
 
 // New checks everything that can be checked before starting: the node name
@@ -104,7 +110,7 @@ func New(o Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{o: o, cfg: cfg, log: log, node: cfg.NodeName}
+	a := &Agent{o: o, cfg: cfg, log: log, node: cfg.NodeName, startFailed: make(chan error, 1)}
 	if err := CheckIdentity(a.node, cfg.Mirror.Cert, time.Now()); err != nil {
 		return nil, err
 	}
@@ -336,10 +342,26 @@ func (a *Agent) placeClamd(pid int) error {
 
 func (a *Agent) clamdEvent(e clamdproc.Event) {
 	switch e.Kind {
+	case clamdproc.EventStarted:
+		a.mu.Lock()
+		a.clamdReady = false
+		a.mu.Unlock()
 	case clamdproc.EventReady:
+		a.mu.Lock()
+		a.clamdReady = true
+		a.mu.Unlock()
 		a.m.up.Set(1)
 	case clamdproc.EventExited:
 		a.m.up.Set(0)
+		a.mu.Lock()
+		ready := a.clamdReady
+		a.mu.Unlock()
+		if e.Exit != nil && !e.Exit.Requested && !ready {
+			select {
+			case a.startFailed <- startFailure(e.Exit):
+			default: // one is waiting to be read already
+			}
+		}
 		if e.Exit != nil && !e.Exit.Requested {
 			a.m.restarts.Inc()
 			if e.Exit.OOM != clamdproc.OOMNo {
@@ -397,6 +419,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return g.stop(err)
 	}
 
+	pending, err := a.upd.Pending()
+	if err != nil {
+		a.log.Warn("unreadable record of an unconfirmed set", "err", err)
+	}
+	if pending != nil {
+		a.log.Warn("clamd was never seen to load the installed set; checking it now, and putting the previous set back if clamd cannot load it",
+			"set", pending.Set, "previous", pending.Prev, "installed_at", pending.Time)
+	}
+
 	if a.managed != nil {
 		g.go1("clamd", a.managed.Run, ctx)
 		start := time.Now()
@@ -416,18 +447,37 @@ func (a *Agent) Run(ctx context.Context) error {
 					return g.stop(fmt.Errorf("clamd: %w", err))
 				}
 				break wait
+			case cause := <-a.startFailed:
+				// The supervisor restarts clamd after its backoff; by then
+				// db names the previous set (a restart that raced the
+				// switch back fails once more and is restarted again).
+				if pending != nil {
+					a.rollBack(ctx, pending, cause)
+					pending = nil
+				}
 			case <-tick.C:
 				a.log.Info("waiting for clamd to load its databases", "for", time.Since(start).Round(time.Second))
 			}
 		}
 		tick.Stop()
 		a.log.Info("clamd is ready", "socket", a.managed.Socket(), "after", time.Since(start).Round(time.Millisecond))
+		if pending != nil {
+			if err := a.upd.ConfirmPending(ctx, pending); err != nil {
+				a.log.Warn("clear the record of the unconfirmed set", "err", err)
+			} else {
+				a.log.Info("clamd loaded the unconfirmed set", "set", pending.Set)
+			}
+		}
 		a.upd.SetReloader(managedReloader{a.managed})
 	} else {
 		if err := a.clamdCli.Ping(ctx); err != nil {
 			a.log.Warn("external clamd does not answer yet; definitions are installed and it is asked to reload after each update", "socket", a.clamdCli.Addr.String(), "err", err)
 		}
-		a.upd.SetReloader(updater.SocketReloader{Client: a.clamdCli})
+		rel := updater.SocketReloader{Client: a.clamdCli}
+		a.upd.SetReloader(rel)
+		if pending != nil {
+			a.confirmExternal(ctx, rel, pending)
+		}
 	}
 	g.go1("clamd health", a.watchClamd, ctx)
 	g.go1("updater", a.upd.Run, ctx)
@@ -489,6 +539,64 @@ func backoff(n int, lo, hi time.Duration) time.Duration {
 		d *= 2
 	}
 	return min(d, hi)
+}
+
+// startFailure says why a clamd exited before it answered, with its error
+// lines (clamd names the database file it could not load).
+func startFailure(e *clamdproc.Exit) error {
+	var lines []string
+	for _, l := range e.LastLines {
+		if strings.HasPrefix(l, "ERROR:") || strings.HasPrefix(l, "LibClamAV Error:") {
+			lines = append(lines, l)
+		}
+	}
+	msg := fmt.Sprintf("clamd (pid %d) exited before it answered: %s", e.PID, e)
+	if len(lines) > 0 {
+		msg += " (" + strings.Join(lines, "; ") + ")"
+	}
+	return errors.New(msg)
+}
+
+// rollBack puts the previous set back after clamd could not load the
+// unconfirmed one; the updater reports it as a failed update.
+func (a *Agent) rollBack(ctx context.Context, p *updater.Pending, cause error) {
+	prev, err := a.upd.RollBackPending(ctx, p, cause)
+	switch {
+	case err != nil:
+		a.log.Error("the unconfirmed set stays installed", "set", p.Set, "err", err)
+	case prev != nil:
+		a.log.Warn("put back the previous set", "set", prev.Name, "versions", prev.Versions(), "refused", p.Set)
+	}
+}
+
+// confirmExternal checks an unconfirmed set on an external clamd the way an
+// update is confirmed (RELOAD, then VERSION); when that fails, the previous
+// set is put back and clamd reloaded. A clamd that does not answer at all
+// counts as a failure too: putting back a set clamd ran before is safe, and
+// the next update installs the newer one again.
+func (a *Agent) confirmExternal(ctx context.Context, rel updater.SocketReloader, p *updater.Pending) {
+	cur, err := a.store.Current()
+	if err != nil {
+		a.log.Warn("check the unconfirmed set", "err", err)
+		return
+	}
+	_, err = rel.Reload(ctx, cur.Versions())
+	if ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		if err := a.upd.ConfirmPending(ctx, p); err != nil {
+			a.log.Warn("clear the record of the unconfirmed set", "err", err)
+		}
+		a.log.Info("clamd loaded the unconfirmed set", "set", p.Set)
+		return
+	}
+	a.rollBack(ctx, p, err)
+	if prev, err := a.store.Current(); err == nil && prev != nil && prev.Name != p.Set {
+		if _, err := rel.Reload(ctx, prev.Versions()); err != nil && ctx.Err() == nil {
+			a.log.Warn("external clamd did not confirm the previous set either", "set", prev.Name, "err", err)
+		}
+	}
 }
 
 // watchClamd pings clamd every few seconds for avfleet_agent_clamd_up (an

@@ -37,6 +37,11 @@ func TestAgentEndToEnd(t *testing.T) {
 	h.Close()
 	a := startAgent(t, cfg, nil)
 	a.waitReady(t, 30*time.Second)
+	// The first set, installed before clamd existed, is confirmed by clamd's start.
+	eventually(t, 5*time.Second, "first set confirmed", func() bool {
+		_, _, ok := readPending(t, cfg.StateDir)
+		return !ok
+	})
 	eventually(t, 5*time.Second, "update of 401 days ago pruned", func() bool {
 		ups, err := a.history.RecentUpdates(t.Context(), 0)
 		if err != nil {

@@ -402,6 +402,9 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 		return res, failf(ReasonInstall, "%w", err)
 	}
 	committed = true
+	if err := u.o.Store.markPending(set, cur, u.o.Now()); err != nil {
+		return res, failf(ReasonInstall, "%w", err)
+	}
 	if err := u.o.Store.Activate(set); err != nil {
 		return res, failf(ReasonInstall, "%w", err)
 	}
@@ -414,6 +417,10 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 		if cur != nil {
 			if e := u.o.Store.Restore(cur); e != nil {
 				return res, errors.Join(rerr, fmt.Errorf("put back set %s: %w", cur.Name, e))
+			}
+			// db names a set clamd ran before: nothing is unconfirmed.
+			if e := u.o.Store.clearPending(); e != nil {
+				u.log.Warn("clear the record of the unconfirmed set", "err", e)
 			}
 			// db names the old set again, so a clamd restart reads it; and
 			// clamd itself goes back to it by a reload (or a restart, when
@@ -433,6 +440,11 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 			return res, &CycleError{Reason: ReasonReload, Err: errors.Join(rerr, partial)}
 		}
 		return res, rerr
+	}
+	if confirms(reloader) {
+		if err := u.o.Store.clearPending(); err != nil {
+			u.log.Warn("clear the record of the unconfirmed set", "err", err)
+		}
 	}
 	res.Sigs = sigs
 	res.New = set.Versions()
