@@ -290,7 +290,15 @@ Exit codes: 0 shown, 2 configuration or I/O error.`,
 func printStatus(w io.Writer, s mirror.Status, now time.Time) {
 	fmt.Fprintf(w, "data_dir %s\n", s.DataDir)
 	if s.PublishedAt == nil {
-		fmt.Fprintf(w, "nothing verified yet: import a database (avfleet mirror import) or enable upstream sync\n")
+		synced := false
+		for _, d := range s.Databases {
+			synced = synced || d.LastSync != nil
+		}
+		if synced {
+			fmt.Fprintf(w, "nothing verified yet: upstream sync has not brought a database yet (LAST SYNC below says why)\n")
+		} else {
+			fmt.Fprintf(w, "nothing verified yet: import a database (avfleet mirror import) or enable upstream sync\n")
+		}
 	} else {
 		fmt.Fprintf(w, "serving generation %d (published %s, etag %s)\n", s.Generation, s.PublishedAt.Format(time.RFC3339), s.ETag)
 	}
@@ -310,6 +318,8 @@ func printStatus(w io.Writer, s mirror.Status, now time.Time) {
 			}
 			state := "serving newest"
 			switch {
+			case d.Version == 0 && d.LatestVersion == 0:
+				state = "nothing verified"
 			case d.Version == 0:
 				state = "not served"
 			case d.Held:
@@ -334,8 +344,8 @@ func printStatus(w io.Writer, s mirror.Status, now time.Time) {
 			if d.FullVersion > 0 {
 				full = strconv.FormatUint(uint64(d.FullVersion), 10)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Name, d.Version, build, age, d.Sigs, orDash(d.Kind),
-				full, cd, d.LatestVersion, state, sync, cool)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, versionOrDash(d.Version), build, age, d.Sigs, orDash(d.Kind),
+				full, cd, versionOrDash(d.LatestVersion), state, sync, cool)
 		}
 		tw.Flush()
 	}
@@ -358,6 +368,13 @@ func printStatus(w io.Writer, s mirror.Status, now time.Time) {
 		fmt.Fprintf(w, "rejections by check since the start: %s\n", strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(w, "\nnodes: %d total, %d reporting (24 h), %d current\n", s.Nodes.Total, s.Nodes.Reporting, s.Nodes.Current)
+}
+
+func versionOrDash(v uint) string {
+	if v == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(uint64(v), 10)
 }
 
 func orDash(s string) string {

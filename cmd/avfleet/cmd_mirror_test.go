@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/avfleet/avfleet/internal/mirror"
 	"github.com/avfleet/avfleet/internal/testutil"
 	"github.com/avfleet/avfleet/internal/tlsutil"
 )
@@ -116,5 +118,35 @@ func TestMirrorHelp(t *testing.T) {
 		if c.Short == "" || c.Example == "" || !strings.Contains(c.Long, "Exit codes:") {
 			t.Errorf("mirror %s: help needs Short, Example and exit codes in Long", c.Name())
 		}
+	}
+}
+
+// A database upstream sync tried but never verified is listed with the
+// sync's error; the heading does not tell the operator to enable sync.
+func TestMirrorStatusShowsFailedFirstSync(t *testing.T) {
+	cfg := mirrorConfig(t, "")
+	st, err := mirror.Open(mirror.Options{DataDir: filepath.Join(filepath.Dir(cfg), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.State().SetSyncResult(mirror.SyncResult{Database: "daily", CheckedAt: time.Now(), Result: "failed",
+		Error: "https://database.clamav.net/daily.cvd answered 500 Internal Server Error"})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := mirrorRun(t, "mirror", "status", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	var row string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "daily ") {
+			row = l
+		}
+	}
+	if !strings.Contains(out, "nothing verified yet: upstream sync has not brought a database yet") ||
+		!strings.Contains(row, "nothing verified") || !strings.Contains(row, "failed") || !strings.Contains(row, "answered 500 Internal Server Error") {
+		t.Errorf("status does not show the failed first sync of daily:\n%s", out)
 	}
 }

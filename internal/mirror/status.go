@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"encoding/json"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/avfleet/avfleet/internal/mirror/api"
@@ -125,12 +127,21 @@ func (s *Store) Status() (Status, error) {
 	for _, d := range set.manifest.Databases {
 		served[d.Name] = d
 	}
+	// Every database the mirror knows of: verified, served, or only tried
+	// by upstream sync (a new online mirror whose first download fails
+	// must show why).
 	names := cat.names()
 	for n := range served {
 		if cat[n] == nil {
 			names = append(names, n)
 		}
 	}
+	for n := range syncs {
+		if cat[n] == nil && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
 	for _, n := range names {
 		d := DBStatus{Name: n, History: []uint{}}
 		if m, ok := served[n]; ok {
