@@ -401,7 +401,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if warning != nil {
 			a.log.Warn("limits are not enforced", "err", warning)
 		}
-		a.log.Info("limits", "mode", string(grp.Mode()), "cpu_percent", lim.CPUPercent, "memory_bytes", lim.MemoryBytes, "cgroups", grp.Paths())
+		a.log.Info("limits", "mode", string(grp.Mode()), "cpu_percent", lim.CPUPercent, "memory_bytes", lim.MemoryBytes, "cgroups", grp.Paths(), "placement", grp.Placement())
 		a.mu.Lock()
 		a.limits = grp
 		a.mu.Unlock()

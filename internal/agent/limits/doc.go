@@ -6,4 +6,13 @@
 // Where cgroups cannot be written (not root, read-only /sys/fs/cgroup in a
 // container) it falls back to nice 10 and the idle I/O class, and says so in
 // a warning: that keeps scans polite but does not enforce the limits.
+//
+// On cgroup v2 the group goes into the agent's own cgroup when that is the
+// agent's to manage (systemd's Delegate=: the agent alone in it, cpu and
+// memory available, cgroup.subtree_control writable): the agent moves into
+// <own>/agent, since a cgroup that hands controllers to its children may
+// hold no process itself, and clamd's group is <own>/clamd. Otherwise it is
+// avfleet/<name> at the root, where nothing else manages the tree (a
+// container's cgroup namespace, a host without systemd). cgroup v1 always
+// uses the root of each hierarchy.
 package limits

@@ -27,13 +27,17 @@ const Period = 100 * time.Millisecond
 // Config says what to create.
 type Config struct {
 	// Name of the cgroup, created as <root>/avfleet/<Name> (v2) or
-	// <root>/<controller>/avfleet/<Name> (v1).
+	// <root>/<controller>/avfleet/<Name> (v1). In a delegated cgroup v2
+	// subtree (systemd's Delegate=) the group is <own>/clamd instead, and
+	// Name is not used.
 	Name        string
 	CPUPercent  int    // % of one core: 100 = one core, 250 = 2.5 cores; 0 = unlimited
 	MemoryBytes int64  // 0 = unlimited
 	Root        string // cgroup mount root, default DefaultRoot; tests point it at a fake
 
-	rmdir func(string) error // how a cgroup directory is removed; tests on a fake cgroupfs replace it
+	rmdir      func(string) error // how a cgroup directory is removed; tests on a fake cgroupfs replace it
+	selfCgroup string             // where this process's cgroups are listed, default /proc/self/cgroup
+	pid        int                // this process, default os.Getpid()
 }
 
 // Stats is what the agent reports about the group.

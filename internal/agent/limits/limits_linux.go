@@ -30,6 +30,8 @@ type Group struct {
 	memDir  string            // memory.* files
 	origin  map[int][]procDir // pid -> the cgroups it came from, to move it back on Close
 	closed  bool
+	deleg   *delegation // cgroup v2 inside the agent's own (delegated) cgroup
+	placed  string      // where the group is and why, for the agent's log
 }
 
 // made is a directory New created; a shared one (avfleet/) may hold other
@@ -57,6 +59,12 @@ func New(c Config) (g *Group, warning error, err error) {
 	}
 	if c.rmdir == nil {
 		c.rmdir = unix.Rmdir
+	}
+	if c.selfCgroup == "" {
+		c.selfCgroup = "/proc/self/cgroup"
+	}
+	if c.pid == 0 {
+		c.pid = os.Getpid()
 	}
 	g = &Group{cfg: c, origin: map[int][]procDir{}}
 
@@ -140,23 +148,53 @@ func v1Usable(root string) (bool, string) {
 	return true, ""
 }
 
+// setupV2 prefers the cgroup the agent was started in, when it is the
+// agent's to manage (systemd's Delegate=): systemd owns the rest of the
+// tree, and a cgroup made behind its back at the root is outside the
+// service's accounting. Otherwise it creates avfleet/NAME at the root.
 func (g *Group) setupV2() error {
+	own, why := g.delegated()
+	if own != "" {
+		err := g.setupV2Delegated(own)
+		if err == nil {
+			g.placed = "in the agent's delegated cgroup " + own + " (the agent moved to " + delegAgentLeaf + "/)"
+			return nil
+		}
+		rerr := g.removeCreated()
+		uerr := g.undoDelegation()
+		g.procs, g.cpuDir, g.memDir = nil, "", ""
+		if !accessError(err) || rerr != nil || uerr != nil {
+			return errors.Join(err, rerr, uerr)
+		}
+		why = err.Error()
+	}
+	g.placed = "at the cgroup root, not in the agent's own cgroup: " + why
 	root := g.cfg.Root
 	parent := filepath.Join(root, "avfleet")
 	leaf := filepath.Join(parent, g.cfg.Name)
 	// A child can only use a controller its parent enabled for it.
-	if err := enableControllers(root); err != nil {
+	if _, err := enableControllers(root); err != nil {
 		return err
 	}
 	if err := g.mkdir(parent, true); err != nil {
 		return err
 	}
-	if err := enableControllers(parent); err != nil {
+	if _, err := enableControllers(parent); err != nil {
 		return err
 	}
 	if err := g.mkdir(leaf, false); err != nil {
 		return err
 	}
+	if err := g.writeLimits(leaf); err != nil {
+		return err
+	}
+	g.procs = []procDir{{dir: leaf, root: root}}
+	g.cpuDir, g.memDir = leaf, leaf
+	return nil
+}
+
+// writeLimits writes cpu.max and memory.max of a v2 group.
+func (g *Group) writeLimits(leaf string) error {
 	cpuMax := "max"
 	if q := g.cfg.cpuQuota(); q > 0 {
 		cpuMax = strconv.FormatInt(q, 10)
@@ -168,32 +206,29 @@ func (g *Group) setupV2() error {
 	if g.cfg.MemoryBytes > 0 {
 		mem = strconv.FormatInt(g.cfg.MemoryBytes, 10)
 	}
-	if err := writeFile(filepath.Join(leaf, "memory.max"), mem); err != nil {
-		return err
-	}
-	g.procs = []procDir{{dir: leaf, root: root}}
-	g.cpuDir, g.memDir = leaf, leaf
-	return nil
+	return writeFile(filepath.Join(leaf, "memory.max"), mem)
 }
 
-// enableControllers makes cpu and memory available to dir's children.
-func enableControllers(dir string) error {
+// enableControllers makes cpu and memory available to dir's children and
+// returns the ones it turned on.
+func enableControllers(dir string) ([]string, error) {
 	f := filepath.Join(dir, "cgroup.subtree_control")
 	b, err := os.ReadFile(f)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", f, err)
+		return nil, fmt.Errorf("read %s: %w", f, err)
 	}
 	have := strings.Fields(string(b))
-	var add []string
+	var add, names []string
 	for _, c := range []string{"cpu", "memory"} {
 		if !slices.Contains(have, c) {
 			add = append(add, "+"+c)
+			names = append(names, c)
 		}
 	}
 	if len(add) == 0 {
-		return nil
+		return nil, nil
 	}
-	return writeFile(f, strings.Join(add, " "))
+	return names, writeFile(f, strings.Join(add, " "))
 }
 
 func (g *Group) setupV1() error {
@@ -287,6 +322,15 @@ func writeFile(path, value string) error {
 
 // Mode says how the group limits its processes.
 func (g *Group) Mode() Mode { return g.mode }
+
+// Placement says where a cgroup v2 group was made and, when not in the
+// agent's own cgroup, why not ("" for other modes).
+func (g *Group) Placement() string {
+	if g.mode != ModeCgroup2 {
+		return ""
+	}
+	return g.placed
+}
 
 // Paths are the cgroup directories of the group (none in ModeNice/ModeNone).
 func (g *Group) Paths() []string {
@@ -471,6 +515,9 @@ func (g *Group) Close() error {
 	if err := g.removeCreated(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := g.undoDelegation(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -480,26 +527,37 @@ func (g *Group) Close() error {
 func (g *Group) removeCreated() error {
 	var errs []error
 	for i := len(g.created) - 1; i >= 0; i-- {
-		dir := g.created[i].dir
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			err := g.cfg.rmdir(dir)
-			if err == nil || errors.Is(err, os.ErrNotExist) {
-				break
-			}
-			if g.created[i].shared {
-				break // another group of ours still lives there: leave it
-			}
-			if errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			errs = append(errs, fmt.Errorf("limits: remove cgroup %s: %w", dir, err))
-			break
+		if g.created[i].shared {
+			// Another group of ours may still live there: only an empty
+			// one goes.
+			_ = g.cfg.rmdir(g.created[i].dir)
+			continue
+		}
+		if err := g.rmdirRetry(g.created[i].dir); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	g.created = nil
 	return errors.Join(errs...)
+}
+
+// errNoProcess is what writing a pid that has exited to cgroup.procs gives.
+var errNoProcess = syscall.ESRCH
+
+// rmdirRetry removes a cgroup directory, retrying EBUSY briefly.
+func (g *Group) rmdirRetry(dir string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := g.cfg.rmdir(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		return fmt.Errorf("limits: remove cgroup %s: %w", dir, err)
+	}
 }
 
 const (

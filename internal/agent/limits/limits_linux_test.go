@@ -73,9 +73,18 @@ func fakeV2(t *testing.T, controllers, name string) string {
 	return root
 }
 
+// inRoot is a /proc/self/cgroup of a process in the root cgroup (or a
+// cgroup namespace's root): the fake tests of the root-level layout use it
+// whatever cgroup the test runs in.
+func inRoot(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "cgroup")
+	write(t, p, "0::/\n")
+	return p
+}
+
 func TestCgroup2Fake(t *testing.T) {
 	root := fakeV2(t, "cpuset cpu io memory hugetlb pids rdma misc", "node-1")
-	g, warn, err := New(Config{Name: "node-1", CPUPercent: 250, MemoryBytes: 1 << 30, Root: root, rmdir: os.RemoveAll})
+	g, warn, err := New(Config{Name: "node-1", CPUPercent: 250, MemoryBytes: 1 << 30, Root: root, rmdir: os.RemoveAll, selfCgroup: inRoot(t)})
 	if err != nil || warn != nil {
 		t.Fatalf("New: %v, warning %v", err, warn)
 	}
@@ -137,7 +146,7 @@ func TestCgroup2Fake(t *testing.T) {
 
 func TestCgroup2FakeUnlimited(t *testing.T) {
 	root := fakeV2(t, "cpu memory", "n")
-	g, warn, err := New(Config{Name: "n", Root: root, rmdir: os.RemoveAll})
+	g, warn, err := New(Config{Name: "n", Root: root, rmdir: os.RemoveAll, selfCgroup: inRoot(t)})
 	if err != nil || warn != nil || g.Mode() != ModeCgroup2 {
 		t.Fatalf("New: %v %v %v", g, warn, err)
 	}

@@ -25,6 +25,7 @@ func New(c Config) (g *Group, warning error, err error) {
 }
 
 func (g *Group) Mode() Mode            { return ModeNone }
+func (g *Group) Placement() string     { return "" }
 func (g *Group) Paths() []string       { return nil }
 func (g *Group) Add(pid int) error     { return nil }
 func (g *Group) Stats() (Stats, error) { return Stats{}, ErrNoCgroup }
