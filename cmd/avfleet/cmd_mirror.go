@@ -48,8 +48,12 @@ func (o *mirrorOptions) load() (*config.Mirror, error) {
 	return cfg, nil
 }
 
-// openStore opens the data directory for the one-shot commands.
-func (o *mirrorOptions) openStore(g *globalOptions) (*mirror.Store, error) {
+// openStore opens the data directory for the one-shot commands. Run by
+// root on a data directory that belongs to another user (the daemon's), the
+// command first reads what only root may (configuration, trust keys, and
+// through prepare the files to import), then takes that user's identity, so
+// that nothing it creates in the store is root's.
+func (o *mirrorOptions) openStore(g *globalOptions, prepare func()) (*mirror.Store, error) {
 	cfg, err := o.load()
 	if err != nil {
 		return nil, err
@@ -57,6 +61,19 @@ func (o *mirrorOptions) openStore(g *globalOptions) (*mirror.Store, error) {
 	v, err := mirror.NewVerifier(cfg.Trust)
 	if err != nil {
 		return nil, withCode(exitError, err)
+	}
+	if prepare != nil {
+		prepare()
+	}
+	uid, fixed, err := mirror.RunAsDataDirOwner(cfg.DataDir)
+	if err != nil {
+		return nil, withCode(exitError, err)
+	}
+	if fixed > 0 {
+		g.logger.Info("gave files left by earlier root runs back to the owner of data_dir", "data_dir", cfg.DataDir, "uid", uid, "files", fixed)
+	}
+	if uid >= 0 {
+		g.logger.Debug("running as the owner of data_dir", "data_dir", cfg.DataDir, "uid", uid)
 	}
 	st, err := mirror.Open(mirror.Options{DataDir: cfg.DataDir, Retention: cfg.Retention, Verifier: v, Logger: g.logger})
 	if err != nil {
@@ -76,6 +93,9 @@ them to freshclam and avfleet agents over mutual TLS.
 Data directory layout: incoming/ (waiting), verified (the set served), history/<db>/<version>/,
 rejected/ (with .reason files), state.db. Commands that change it (import, hold, release,
 rollback) work while the daemon runs; the daemon serves their result within a second.
+Run by root on a data directory that belongs to another user (the daemon's user),
+import, hold, release, rollback and status read the configuration, keys and files to
+import as root, then work as that user: everything they create belongs to it.
 
 Exit codes: see each subcommand.`,
 		Example: `  avfleet mirror serve --config /etc/avfleet/mirror.yaml
@@ -196,12 +216,14 @@ configuration or I/O error.`,
 			if len(args) == 0 {
 				return usagef("mirror import: give at least one FILE")
 			}
-			st, err := o.openStore(g)
+			var srcs []*mirror.Source
+			defer func() { mirror.CloseSources(srcs) }()
+			st, err := o.openStore(g, func() { srcs = mirror.OpenSources(args) })
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			res, err := st.Import(cmd.Context(), args)
+			res, err := st.ImportSources(cmd.Context(), srcs)
 			printImport(cmd.OutOrStdout(), res, o.json)
 			if err != nil {
 				return withCode(exitError, err)
@@ -261,7 +283,7 @@ Exit codes: 0 shown, 2 configuration or I/O error.`,
   avfleet mirror status --config mirror.yaml --json | jq '.databases[] | {name, version, held}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := o.openStore(g)
+			st, err := o.openStore(g, nil)
 			if err != nil {
 				return err
 			}
@@ -430,7 +452,7 @@ configuration or I/O error.`,
 			if err != nil || v == 0 {
 				return usagef("mirror rollback: VERSION %q is not a positive number", args[1])
 			}
-			st, err := o.openStore(g)
+			st, err := o.openStore(g, nil)
 			if err != nil {
 				return err
 			}
@@ -465,7 +487,7 @@ Exit codes: 0 held, 1 unknown database, 2 usage, configuration or I/O error.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := o.openStore(g)
+			st, err := o.openStore(g, nil)
 			if err != nil {
 				return err
 			}
@@ -499,7 +521,7 @@ or I/O error.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := o.openStore(g)
+			st, err := o.openStore(g, nil)
 			if err != nil {
 				return err
 			}

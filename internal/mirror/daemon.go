@@ -86,6 +86,10 @@ func NewDaemon(opt DaemonOptions) (*Daemon, error) {
 	}
 	d := &Daemon{opt: opt, cfg: cfg, log: opt.Logger, nodes: &nodeCache{}, watchTimeout: opt.WatchTimeout,
 		stopping: make(chan struct{}), bc: newBroadcaster(emptySet())}
+	if uid := foreignOwner(cfg.DataDir); uid >= 0 {
+		d.log.Warn("the daemon runs as root on a data_dir that belongs to another user: files it creates will be root's, and the mirror run as that user (the systemd unit) will not be able to change them; run it as that user",
+			"data_dir", cfg.DataDir, "owner_uid", uid)
+	}
 	store, err := Open(Options{DataDir: cfg.DataDir, Retention: cfg.Retention, Verifier: opt.Verifier, Logger: opt.Logger})
 	if err != nil {
 		return nil, err

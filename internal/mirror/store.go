@@ -358,62 +358,139 @@ func (s *Store) processIncoming(ctx context.Context, settle time.Duration) ([]Re
 // version order (so test-1.cvd test-2.cdiff ... test-6.cvd works whatever
 // order the shell gave). A FILE.sign beside a FILE travels with it.
 func (s *Store) Import(ctx context.Context, paths []string) ([]Result, error) {
-	var out []Result
-	err := s.withLock(ctx, func(l *locked) error {
-		travelling := map[string]bool{} // .sign files that go with a given file
-		for _, p := range paths {
-			p = filepath.Clean(p)
-			if !strings.HasSuffix(p, ".sign") {
-				if sign := findSign(filepath.Dir(p), filepath.Base(p)); sign != "" {
-					travelling[filepath.Clean(sign)] = true
-				}
+	srcs := OpenSources(paths)
+	defer CloseSources(srcs)
+	return s.ImportSources(ctx, srcs)
+}
+
+// Source is a file given to import, opened by OpenSources before the store
+// is touched: a command run by root reads it as root, then takes the
+// identity of the data directory's owner (RunAsDataDirOwner), who may not be
+// allowed to read it.
+type Source struct {
+	path     string   // as given, cleaned
+	f        *os.File // nil when rejected, or when it travels with another file
+	sign     *os.File // the .sign travelling with it, or nil
+	rejected *Result  // why it is not imported
+}
+
+// OpenSources opens each path, and the .sign that travels with it (FILE.sign,
+// or the {db}-{version}.cvd.sign beside a {db}.cvd). A path that cannot be
+// imported (a lone .sign, a temporary name, unreadable, not a regular file)
+// becomes a rejected Result in ImportSources.
+func OpenSources(paths []string) []*Source {
+	travelling := map[string]bool{} // .sign files that go with a given file
+	signOf := map[string]string{}
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		if !strings.HasSuffix(p, ".sign") {
+			if sign := findSign(filepath.Dir(p), filepath.Base(p)); sign != "" {
+				travelling[filepath.Clean(sign)] = true
+				signOf[p] = sign
 			}
 		}
-		type item struct{ path, name string }
-		var items []item
-		for _, p := range paths {
-			p = filepath.Clean(p)
-			name := filepath.Base(p)
-			if strings.HasSuffix(name, ".sign") {
-				if travelling[p] {
-					continue
+	}
+	var out []*Source
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		name := filepath.Base(p)
+		src := &Source{path: p}
+		reject := func(check cvd.Check, reason string) {
+			src.rejected = &Result{File: p, Outcome: Rejected, Check: check, Reason: reason}
+		}
+		switch {
+		case strings.HasSuffix(name, ".sign"):
+			if travelling[p] {
+				continue
+			}
+			reject(cvd.CheckSign, fmt.Sprintf("%s: a .sign file is imported together with its database file (give that file instead)", p))
+		case !isServableName(name) || isTempName(name):
+			reject(cvd.CheckIO, fmt.Sprintf("%s: file names starting with '.' or ending in .tmp/.part are never imported", p))
+		default:
+			var err error
+			if sign := signOf[p]; sign != "" {
+				if src.sign, err = openRegular(sign); err != nil {
+					reject(cvd.CheckIO, fmt.Sprintf("import %s: %v", sign, err))
+					break
 				}
-				out = append(out, Result{File: p, Outcome: Rejected, Check: cvd.CheckSign,
-					Reason: fmt.Sprintf("%s: a .sign file is imported together with its database file (give that file instead)", p)})
-				continue
 			}
-			if !isServableName(name) || isTempName(name) {
-				out = append(out, Result{File: p, Outcome: Rejected, Check: cvd.CheckIO, Reason: fmt.Sprintf("%s: file names starting with '.' or ending in .tmp/.part are never imported", p)})
-				continue
+			if src.f, err = openRegular(p); err != nil {
+				reject(cvd.CheckIO, fmt.Sprintf("import %s: %v", p, err))
 			}
-			items = append(items, item{p, name})
+		}
+		out = append(out, src)
+	}
+	return out
+}
+
+// openRegular opens a regular file for reading.
+func openRegular(p string) (*os.File, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", p)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// CloseSources closes the files OpenSources opened.
+func CloseSources(srcs []*Source) {
+	for _, s := range srcs {
+		for _, f := range []*os.File{s.f, s.sign} {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+}
+
+// ImportSources is Import of files opened by OpenSources.
+func (s *Store) ImportSources(ctx context.Context, srcs []*Source) ([]Result, error) {
+	var out []Result
+	err := s.withLock(ctx, func(l *locked) error {
+		var items []*Source
+		for _, src := range srcs {
+			if src.rejected != nil {
+				out = append(out, *src.rejected)
+			} else if src.f != nil {
+				items = append(items, src)
+			}
 		}
 		// A file of the same name already waiting is processed first, so the
 		// one given now does not overwrite it unseen.
 		for _, it := range items {
-			if _, err := os.Lstat(filepath.Join(s.incoming, it.name)); err == nil {
-				r, err := s.ingestLocked(l, it.name, it.name, "incoming")
+			name := filepath.Base(it.path)
+			if _, err := os.Lstat(filepath.Join(s.incoming, name)); err == nil {
+				r, err := s.ingestLocked(l, name, name, "incoming")
 				if err != nil && !errors.Is(err, os.ErrNotExist) {
 					return err
 				}
 				if err == nil {
-					s.log.Info("processed a file that was waiting in incoming/ under the same name", "file", it.name, "outcome", r.Outcome)
+					s.log.Info("processed a file that was waiting in incoming/ under the same name", "file", name, "outcome", r.Outcome)
 				}
 			}
 		}
 		names := make([]string, 0, len(items))
 		byName := map[string]string{}
 		for _, it := range items {
-			if prev, dup := byName[it.name]; dup {
+			name := filepath.Base(it.path)
+			if prev, dup := byName[name]; dup {
 				out = append(out, Result{File: it.path, Outcome: Rejected, Check: cvd.CheckIO, Reason: fmt.Sprintf("%s: same file name as %s in one import", it.path, prev)})
 				continue
 			}
-			if err := s.copyIn(it.path, it.name); err != nil {
+			if err := s.copyIn(it, name); err != nil {
 				out = append(out, Result{File: it.path, Outcome: Rejected, Check: cvd.CheckIO, Reason: err.Error()})
 				continue
 			}
-			byName[it.name] = it.path
-			names = append(names, it.name)
+			byName[name] = it.path
+			names = append(names, name)
 		}
 		sortForIngest(s.incoming, names)
 		for _, n := range names {
@@ -428,19 +505,27 @@ func (s *Store) Import(ctx context.Context, paths []string) ([]Result, error) {
 	return out, err
 }
 
-// copyIn copies path (and path.sign, or the {db}-{version}.{ext}.sign beside
-// it) into incoming/name: the .sign first, so the scanner never sees the
-// file without it.
-func (s *Store) copyIn(path, name string) error {
-	if sign := findSign(filepath.Dir(path), filepath.Base(path)); sign != "" {
-		if _, err := copyAtomic(filepath.Join(s.incoming, name+".sign"), sign); err != nil {
-			return fmt.Errorf("import %s: %w", sign, err)
+// copyIn copies a source (and its .sign) into incoming/name: the .sign
+// first, so the scanner never sees the file without it.
+func (s *Store) copyIn(src *Source, name string) error {
+	if src.sign != nil {
+		if err := copyFromFile(filepath.Join(s.incoming, name+".sign"), src.sign); err != nil {
+			return fmt.Errorf("import %s: %w", src.sign.Name(), err)
 		}
 	}
-	if _, err := copyAtomic(filepath.Join(s.incoming, name), path); err != nil {
-		return fmt.Errorf("import %s: %w", path, err)
+	if err := copyFromFile(filepath.Join(s.incoming, name), src.f); err != nil {
+		return fmt.Errorf("import %s: %w", src.path, err)
 	}
 	return nil
+}
+
+// copyFromFile copies an open file, from its start, to dst atomically.
+func copyFromFile(dst string, f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	_, err := writeAtomic(dst, f, 0o644)
+	return err
 }
 
 var (
