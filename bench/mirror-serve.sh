@@ -16,7 +16,7 @@
 #      Target: avfleet >= 0.9 x nginx.
 #
 # Both servers and the load generator share this machine's cores. Takes
-# about 4 minutes (plus a minute the first time, to build the CVD). The
+# about 6 minutes (plus a minute the first time, to build the CVD). The
 # result replaces the "mirror serve" section of bench/RESULTS.md.
 #
 # Usage: bench/mirror-serve.sh            (from anywhere in the repository)
