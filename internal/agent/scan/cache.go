@@ -72,6 +72,7 @@ func (c *Cache) Close() error { return c.db.Close() }
 type cacheRun struct {
 	c      *Cache
 	defs   int64
+	empty  bool // nothing was known clean when the scan began
 	lookup *sql.Stmt
 	ops    chan cacheOp
 	done   chan error
@@ -110,6 +111,12 @@ func (c *Cache) begin(ctx context.Context, defs string, readers int) (*cacheRun,
 	if _, err := tx.ExecContext(ctx, `DELETE FROM defs WHERE id != ?`, id); err != nil {
 		return nil, fmt.Errorf("scan cache %s: %w", c.path, err)
 	}
+	// After a definitions change (several times a day with daily updates)
+	// nothing is known clean: skip the lookups, one per file, altogether.
+	var known bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM clean WHERE defs = ?)`, id).Scan(&known); err != nil {
+		return nil, fmt.Errorf("scan cache %s: %w", c.path, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("scan cache %s: %w", c.path, err)
 	}
@@ -117,7 +124,7 @@ func (c *Cache) begin(ctx context.Context, defs string, readers int) (*cacheRun,
 	if err != nil {
 		return nil, fmt.Errorf("scan cache %s: %w", c.path, err)
 	}
-	r := &cacheRun{c: c, defs: id, lookup: st, ops: make(chan cacheOp, 4*cacheBatch), done: make(chan error, 1)}
+	r := &cacheRun{c: c, defs: id, empty: !known, lookup: st, ops: make(chan cacheOp, 4*cacheBatch), done: make(chan error, 1)}
 	go r.writer()
 	return r, nil
 }
@@ -125,6 +132,9 @@ func (c *Cache) begin(ctx context.Context, defs string, readers int) (*cacheRun,
 // clean reports whether k was found clean under this run's definitions. A
 // lookup error counts as "not known clean": the file is scanned.
 func (r *cacheRun) clean(k fileKey) bool {
+	if r.empty {
+		return false
+	}
 	var size, mtime, ctime int64
 	err := r.lookup.QueryRow(int64(k.dev), int64(k.ino), r.defs).Scan(&size, &mtime, &ctime)
 	return err == nil && size == k.size && mtime == k.mtime && ctime == k.ctime
