@@ -1,5 +1,8 @@
 # avfleet: one static binary. `make demo` and `make test` work on a fresh
 # Debian/Ubuntu machine as root: they install the ClamAV packages when missing.
+# Go 1.26 (see go.mod); the official tarball's place is searched too, since a
+# root shell's PATH often lacks it.
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/avfleet/avfleet/internal/version.Version=$(VERSION)
@@ -9,9 +12,12 @@ CLAMAV_PKGS := clamav clamav-daemon clamav-freshclam clamav-testfiles
 # reference server in the benchmarks, systemd checks the units.
 TEST_PKGS := rsyslog nginx-light systemd
 
-.PHONY: build test deps test-deps demo bench fuzz vet clean deb
+.PHONY: build test deps test-deps demo bench fuzz vet clean deb go-check
 
-build:
+go-check:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go 1.26 or newer is needed to build avfleet: install it from https://go.dev/dl (Debian's golang-go is too old)" >&2; exit 2; }
+
+build: go-check
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/avfleet
 
 # deps installs the ClamAV packages (the scanning engine avfleet drives) if
@@ -25,10 +31,9 @@ deps:
 test-deps: deps
 	@for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing with apt-get"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-test: test-deps build
-	$(GO) vet ./...
+test: test-deps build vet
 	AVFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
 	cd deploy/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
 
