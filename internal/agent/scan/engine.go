@@ -30,11 +30,12 @@ type Verdict struct {
 // sent (clamd would skip them and answer OK) but counted as too_large.
 const DefaultMaxFileSize = 100 << 20
 
-// Concurrency is how many files a scan keeps in flight: clamd's max_threads
-// when set, else the CPUs this process may use, and never more than the
-// cores limits.cpu_percent allows (at least one). More in flight than clamd
-// has threads only queues in clamd; more than the CPU quota only adds
-// contention inside the cgroup.
+// Concurrency is how many files a scan has clamd scan at once: clamd's
+// max_threads when set, else the CPUs this process may use, and never more
+// than the cores limits.cpu_percent allows (at least one). The scanner keeps
+// one more request waiting in clamd's queue, so that a clamd thread never
+// idles between files; more would only queue in clamd, and more scanning at
+// once than the CPU quota only adds contention inside the cgroup.
 func Concurrency(maxThreads, cpuPercent int) int {
 	n := maxThreads
 	if n <= 0 {

@@ -25,8 +25,7 @@ type run struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	cache  *cacheRun
-	jobs   chan *job      // walker -> preparers
-	ready  chan *prepared // preparers -> senders
+	jobs   chan *job // walker -> workers
 
 	// skipDirs are directories never entered (the quarantine, the overlay
 	// layers of containers scanned through their roots). Written before the
@@ -116,11 +115,13 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 	}
 
 	r.jobs = make(chan *job, 8*s.cfg.Workers)
-	r.ready = make(chan *prepared, s.cfg.Workers)
-	var preparers, senders, counter sync.WaitGroup
-	for range s.cfg.Workers {
-		preparers.Go(r.preparer)
-		senders.Go(r.sender)
+	var workers, counter sync.WaitGroup
+	// One worker more than clamd has threads for us: while each thread scans
+	// a file, one more request waits in clamd's queue, so a thread that
+	// finishes starts on it at once instead of idling while the scanner
+	// answers and opens the next file.
+	for range s.cfg.Workers + 1 {
+		workers.Go(r.worker)
 	}
 	if opts.Count {
 		counter.Go(func() {
@@ -146,9 +147,7 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 		w.walk(t)
 	}
 	close(r.jobs)
-	preparers.Wait()
-	close(r.ready)
-	senders.Wait()
+	workers.Wait()
 	counter.Wait()
 	if r.cache != nil {
 		if err := r.cache.close(); err != nil {
@@ -255,48 +254,28 @@ func (r *run) skip(path, cpath string, ctr *Container, reason string, detail err
 	}
 }
 
-// Files go through two stages so that clamd never waits for the scanner:
-// preparers stat (incremental check) and open the next files while the
-// senders, one per file in flight, wait for clamd's answers.
+// prepared is a file opened for clamd.
 type prepared struct {
 	j  *job
 	f  *os.File
 	st unix.Stat_t
 }
 
-func (r *run) preparer() {
-	for j := range r.jobs {
-		if r.ctx.Err() != nil {
-			j.dir.release()
-			continue
-		}
-		p := r.prepare(j)
-		if p == nil {
-			j.dir.release()
-			continue
-		}
-		select {
-		case r.ready <- p:
-		case <-r.ctx.Done():
-			p.f.Close()
-			j.dir.release()
-		}
-	}
-}
-
-func (r *run) sender() {
+func (r *run) worker() {
 	var conn Conn
 	defer func() {
 		if conn != nil {
 			conn.Close()
 		}
 	}()
-	for p := range r.ready {
+	for j := range r.jobs {
 		if r.ctx.Err() == nil {
-			r.send(&conn, p)
+			if p := r.prepare(j); p != nil {
+				r.send(&conn, p)
+				p.f.Close()
+			}
 		}
-		p.f.Close()
-		p.j.dir.release()
+		j.dir.release()
 	}
 }
 
@@ -368,9 +347,8 @@ func (r *run) prepare(j *job) *prepared {
 		r.skip(j.path, j.cpath, j.ctr, openReason(err), err)
 		return nil
 	}
-	p.f = os.NewFile(uintptr(fd), j.path)
 	if err := unix.Fstat(fd, st); err != nil {
-		p.f.Close()
+		unix.Close(fd)
 		r.doneFiles.Add(1)
 		r.skip(j.path, j.cpath, j.ctr, ReasonUnreadable, err)
 		return nil
@@ -388,10 +366,17 @@ func (r *run) prepare(j *job) *prepared {
 		reason, detail = ReasonTooLarge, fmt.Errorf("%d bytes, over clamd's MaxFileSize of %d", st.Size, r.s.cfg.MaxFileSize)
 	}
 	if reason != "" {
-		p.f.Close()
+		unix.Close(fd)
 		r.skip(j.path, j.cpath, j.ctr, reason, detail)
 		return nil
 	}
+	// A regular file now: O_NONBLOCK has done its job (it only matters for
+	// FIFOs and devices). Clearing it before os.NewFile keeps Go from trying
+	// to register the file with its poller, and clamd reads it either way.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_NOATIME); err != nil {
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0) // opened without O_NOATIME (not the owner)
+	}
+	p.f = os.NewFile(uintptr(fd), j.path)
 	return p
 }
 
