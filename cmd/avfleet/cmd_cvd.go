@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -100,6 +101,9 @@ func signSuffix(i *cvd.Info) string {
 	if i.Sign == "" {
 		return ""
 	}
+	if i.SignFile != "" {
+		return fmt.Sprintf(", .sign %s (%s)", i.Sign, filepath.Base(i.SignFile))
+	}
 	return ", .sign " + i.Sign
 }
 
@@ -177,7 +181,7 @@ func runCVDInfo(w io.Writer, path string, t *cvd.Trust, asJSON bool) error {
 	fmt.Fprintf(w, "  sha256            %s\n", i.SHA256)
 	if out.Status == "valid" {
 		fmt.Fprintf(w, "  status            valid, signed by %s\n", i.SignedBy)
-		fmt.Fprintf(w, "  .sign             %s\n", i.Sign)
+		fmt.Fprintf(w, "  .sign             %s\n", strings.TrimPrefix(signSuffix(i), ", .sign "))
 	} else {
 		fmt.Fprintf(w, "  status            INVALID: %s: %s\n", out.Check, out.Reason)
 	}
@@ -205,7 +209,8 @@ func newCVDVerifyCommand(g *globalOptions) *cobra.Command {
 		Long: `Verify each file the way the mirror does before serving it and the agent before
 installing it: header, body MD5, header signature, archive safety, .info DSIG, every
 file's size and SHA-256, build time, and the ClamAV 1.5 .sign beside it when
---certs-dir is given. One line per file: "FILE: OK ..." or "FILE: FAIL CHECK: REASON".
+--certs-dir is given (FILE.sign, or DB-VERSION.cvd.sign beside DB.cvd as ClamAV 1.5
+mirrors name it). One line per file: "FILE: OK ..." or "FILE: FAIL CHECK: REASON".
 
 Exit codes: 0 all valid, 1 any invalid, 2 usage or I/O error (a file could not be read).`,
 		Example: `  avfleet cvd verify /var/lib/clamav/*.c[lv]d

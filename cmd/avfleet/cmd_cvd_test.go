@@ -80,8 +80,21 @@ func TestCVDVerifyCommand(t *testing.T) {
 	}
 	copyTo(t, certs, "clamav-test-ca.crt", ca)
 	code, out, _ = cvdRun(t, "cvd", "verify", "--certs-dir", certs, "--require-sign", realDB(t, "test-6.cvd"))
-	if code != 0 || !strings.Contains(out, ".sign verified") {
+	if code != 0 || !strings.Contains(out, ".sign verified (test-6.cvd.sign)") {
 		t.Errorf("with certs: exit %d: %s", code, out)
+	}
+	// ClamAV 1.5 mirrors' naming: daily-VERSION.cvd.sign beside daily.cvd.
+	named := t.TempDir()
+	for from, to := range map[string]string{"test-6.cvd": "test.cvd", "test-6.cvd.sign": "test-6.cvd.sign"} {
+		b, err := os.ReadFile(realDB(t, from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		copyTo(t, named, to, b)
+	}
+	code, out, _ = cvdRun(t, "cvd", "verify", "--certs-dir", certs, "--require-sign", filepath.Join(named, "test.cvd"))
+	if code != 0 || !strings.Contains(out, ".sign verified (test-6.cvd.sign)") {
+		t.Errorf("DB-VERSION.cvd.sign beside DB.cvd: exit %d: %s", code, out)
 	}
 
 	// One bad file among good ones: exit 1, one FAIL line naming the check.

@@ -91,10 +91,11 @@ type Info struct {
 	Kind     Kind   `json:"kind"`
 	Header   Header `json:"header"`
 	Files    []File `json:"files,omitempty"`
-	Size     int64  `json:"size"`        // bytes of the whole file
-	SHA256   string `json:"sha256"`      // of the whole file
-	SignedBy string `json:"signed_by"`   // "clamav" (official key), "key:<sha256 of the public key DER>", or "unsigned"
-	Sign     string `json:"sign_status"` // .sign beside the file: "verified", "absent", "unchecked" (no certs configured)
+	Size     int64  `json:"size"`                // bytes of the whole file
+	SHA256   string `json:"sha256"`              // of the whole file
+	SignedBy string `json:"signed_by"`           // "clamav" (official key), "key:<sha256 of the public key DER>", or "unsigned"
+	Sign     string `json:"sign_status"`         // .sign beside the file: "verified", "absent", "unchecked" (no certs configured)
+	SignFile string `json:"sign_file,omitempty"` // the .sign that verified: FILE.sign or DB-VERSION.EXT.sign
 	// For KindCDiff: the database it patches and the version it produces.
 	CDiffVersion uint `json:"cdiff_version,omitempty"`
 }

@@ -147,7 +147,7 @@ func verifyCDiff(path string, f *os.File, size int64, t *Trust, o verifyOpts) (*
 		return nil, verr(path, CheckCDiff, err, "script: %v", err)
 	}
 	if o.checkSign {
-		if info.Sign, err = checkSignBeside(path, whole.Sum(nil), t); err != nil {
+		if info.Sign, info.SignFile, err = checkSignBeside(path, 0, whole.Sum(nil), t); err != nil {
 			return nil, err
 		}
 	}

@@ -40,7 +40,7 @@ func Patch(base string, cdiffs []string, out string, t *Trust) (*Info, error) {
 		return nil, err
 	}
 	if t.RequireSign && t.SignRoots != nil && bi.Kind == KindCVD && bi.Sign == SignAbsent {
-		return nil, verr(base, CheckSign, nil, "%s.sign is missing and signatures are required (require_sign)", filepath.Base(base))
+		return nil, verr(base, CheckSign, nil, "%s is missing and signatures are required (require_sign)", signNamesString(signNames(base, bi.Header.Version)))
 	}
 	switch bi.Kind {
 	case KindCDiff:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -181,5 +182,74 @@ func TestInspectReal(t *testing.T) {
 	info, err = Inspect(testdata(t, "test-3.cdiff"), Limits{})
 	if err != nil || info.CDiffVersion != 3 {
 		t.Errorf("cdiff: %v %v", err, info)
+	}
+}
+
+// TestSignBesideUnversionedName: ClamAV 1.5 mirrors serve daily.cvd's
+// signature as daily-VERSION.cvd.sign, and freshclam 1.5 leaves it under that
+// name beside daily.cvd; Verify and FindSign find it there (the version from
+// the header), FILE.sign first when both exist.
+func TestSignBesideUnversionedName(t *testing.T) {
+	roots, err := LoadSignRoots(certsDirWith(t, readFile(t, testdata(t, "clamav-test-ca.crt"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign6, sign5 := readFile(t, testdata(t, "test-6.cvd.sign")), readFile(t, testdata(t, "test-5.cvd.sign"))
+	for _, c := range []struct {
+		name    string
+		side    map[string][]byte // files beside test.cvd (a copy of test-6.cvd)
+		require bool
+		status  string // "" = want a sign check failure
+		file    string // the .sign that verified (or FindSign returns)
+	}{
+		{"DB-VERSION.cvd.sign", map[string][]byte{"test-6.cvd.sign": sign6}, true, SignVerified, "test-6.cvd.sign"},
+		{"FILE.sign", map[string][]byte{"test.cvd.sign": sign6}, true, SignVerified, "test.cvd.sign"},
+		{"FILE.sign first", map[string][]byte{"test.cvd.sign": sign6, "test-6.cvd.sign": sign5}, true, SignVerified, "test.cvd.sign"},
+		{"FILE.sign first, and it fails", map[string][]byte{"test.cvd.sign": sign5, "test-6.cvd.sign": sign6}, false, "", "test.cvd.sign"},
+		{"another version's name is not looked at", map[string][]byte{"test-5.cvd.sign": sign5}, false, SignAbsent, ""},
+		{"another version's name, required", map[string][]byte{"test-5.cvd.sign": sign5}, true, "", ""},
+		{"wrong file under the right name", map[string][]byte{"test-6.cvd.sign": sign5}, false, "", "test-6.cvd.sign"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := writeFile(t, dir, "test.cvd", readFile(t, testdata(t, "test-6.cvd")))
+			for n, b := range c.side {
+				writeFile(t, dir, n, b)
+			}
+			want := ""
+			if c.file != "" {
+				want = filepath.Join(dir, c.file)
+			}
+			if got := FindSign(db); got != want {
+				t.Errorf("FindSign = %q, want %q", got, want)
+			}
+			info, err := Verify(db, &Trust{SignRoots: roots, RequireSign: c.require})
+			if c.status == "" {
+				wantCheck(t, err, CheckSign)
+				if c.require && c.file == "" && (err == nil || !strings.Contains(err.Error(), "test.cvd.sign or test-6.cvd.sign is missing")) {
+					t.Errorf("required and missing: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Sign != c.status || info.SignFile != want {
+				t.Errorf("sign %q from %q, want %q from %q", info.Sign, info.SignFile, c.status, want)
+			}
+		})
+	}
+	// A name with the version in it already, and a cdiff: FILE.sign only.
+	if got := signNames("/d/daily-27480.cvd", 27480); len(got) != 1 {
+		t.Errorf("signNames(daily-27480.cvd) = %q", got)
+	}
+	if got := signNames("/d/daily-3.cdiff", 0); len(got) != 1 {
+		t.Errorf("signNames(daily-3.cdiff) = %q", got)
+	}
+	if got := signNames("/d/main.cld", 62); len(got) != 2 || got[1] != "/d/main-62.cld.sign" {
+		t.Errorf("signNames(main.cld) = %q", got)
+	}
+	if got := FindSign(filepath.Join(t.TempDir(), "missing.cvd")); got != "" {
+		t.Errorf("FindSign of a missing file = %q", got)
 	}
 }

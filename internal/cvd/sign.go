@@ -35,26 +35,122 @@ const (
 	maxSignLines = 64
 )
 
-// checkSignBeside applies the .sign policy of t to path+".sign".
-func checkSignBeside(path string, sha256sum []byte, t *Trust) (string, error) {
+// checkSignBeside applies the .sign policy of t to the .sign beside path
+// (see signNames); version is the one in path's header (0 for a cdiff,
+// whose name already carries it).
+func checkSignBeside(path string, version uint, sha256sum []byte, t *Trust) (status, file string, err error) {
 	if t.SignRoots == nil {
-		return SignUnchecked, nil
+		return SignUnchecked, "", nil
 	}
-	signPath := path + ".sign"
-	b, err := readBounded(signPath, maxSignBytes)
-	if errors.Is(err, os.ErrNotExist) {
+	names := signNames(path, version)
+	signPath := findSign(names)
+	if signPath == "" {
 		if t.RequireSign {
-			return "", verr(path, CheckSign, nil, "%s is missing and signatures are required (require_sign)", filepath.Base(signPath))
+			return "", "", verr(path, CheckSign, nil, "%s is missing and signatures are required (require_sign)", signNamesString(names))
 		}
-		return SignAbsent, nil
+		return SignAbsent, "", nil
 	}
+	b, err := readBounded(signPath, maxSignBytes)
 	if err != nil {
-		return "", verr(path, CheckSign, err, "read %s: %v", filepath.Base(signPath), err)
+		return "", "", verr(path, CheckSign, err, "read %s: %v", filepath.Base(signPath), err)
 	}
 	if err := verifySign(b, path, sha256sum, t.SignRoots); err != nil {
-		return "", verr(path, CheckSign, err, "%s: %v", filepath.Base(signPath), err)
+		return "", "", verr(path, CheckSign, err, "%s: %v", filepath.Base(signPath), err)
 	}
-	return SignVerified, nil
+	return SignVerified, signPath, nil
+}
+
+// signNames are the names a .sign beside path may have, in the order they
+// are looked for: FILE.sign, and for a database whose name carries no
+// version (daily.cvd), DB-VERSION.EXT.sign with the header's version
+// (daily-27480.cvd.sign): the name ClamAV 1.5 mirrors serve it under, and
+// so what freshclam 1.5 and `avfleet mirror` downloads leave beside it.
+func signNames(path string, version uint) []string {
+	names := []string{path + ".sign"}
+	base := filepath.Base(path)
+	ext := filepath.Ext(base)
+	stem := strings.TrimSuffix(base, ext)
+	switch ext {
+	case ".cvd", ".cld", ".cud":
+	default:
+		return names
+	}
+	if i := strings.LastIndexByte(stem, '-'); stem == "" || version == 0 || (i > 0 && isDigits(stem[i+1:])) {
+		return names // daily-27480.cvd: FILE.sign is already that name
+	}
+	return append(names, filepath.Join(filepath.Dir(path), fmt.Sprintf("%s-%d%s.sign", stem, version, ext)))
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// findSign returns the first of names that is a regular file, or "".
+func findSign(names []string) string {
+	for _, n := range names {
+		if st, err := os.Stat(n); err == nil && st.Mode().IsRegular() {
+			return n
+		}
+	}
+	return ""
+}
+
+func signNamesString(names []string) string {
+	b := make([]string, len(names))
+	for i, n := range names {
+		b[i] = filepath.Base(n)
+	}
+	return strings.Join(b, " or ")
+}
+
+// FindSign returns the .sign file that goes with the database or cdiff at
+// path (FILE.sign, or DB-VERSION.EXT.sign beside DB.EXT, the version read
+// from the header), or "" when there is none. Verify looks for the same
+// names; `mirror import` uses it to take the .sign along with its file.
+func FindSign(path string) string {
+	var version uint
+	if head, err := readHead(path); err == nil {
+		version = headerVersion(head)
+	}
+	return findSign(signNames(path, version))
+}
+
+// headerVersion reads only the version field of a database header (0 when
+// there is none): finding the .sign needs no more, and the verifier judges
+// the header when it verifies the file.
+func headerVersion(head []byte) uint {
+	f := strings.SplitN(string(head), ":", 4)
+	if len(f) < 4 || f[0] != vdbMagic {
+		return 0
+	}
+	v, err := strconv.ParseUint(f[2], 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint(v)
+}
+
+// readHead reads the first HeaderSize bytes of path (fewer if it is shorter).
+func readHead(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, HeaderSize)
+	n, err := io.ReadFull(f, b)
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return nil, err
+	}
+	return b[:n], nil
 }
 
 func readBounded(path string, max int64) ([]byte, error) {

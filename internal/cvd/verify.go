@@ -255,7 +255,7 @@ func verifyDB(path string, f io.Reader, head []byte, t *Trust, o verifyOpts) (*I
 			hdr.Time.Format(time.RFC3339), hdr.Time.Sub(now).Round(time.Minute))
 	}
 	if o.checkSign {
-		if info.Sign, err = checkSignBeside(path, res.SHA256[:], t); err != nil {
+		if info.Sign, info.SignFile, err = checkSignBeside(path, hdr.Version, res.SHA256[:], t); err != nil {
 			return nil, res, err
 		}
 	}

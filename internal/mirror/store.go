@@ -384,7 +384,7 @@ func OpenSources(paths []string) []*Source {
 	for _, p := range paths {
 		p = filepath.Clean(p)
 		if !strings.HasSuffix(p, ".sign") {
-			if sign := findSign(filepath.Dir(p), filepath.Base(p)); sign != "" {
+			if sign := cvd.FindSign(p); sign != "" {
 				travelling[filepath.Clean(sign)] = true
 				signOf[p] = sign
 			}
@@ -533,28 +533,6 @@ var (
 	dbFile    = regexp.MustCompile(`^([a-z0-9][a-z0-9_-]*?)(?:-([0-9]+))?\.(cvd|cld|cud)$`)
 )
 
-// findSign returns the .sign that travels with dir/name: name.sign, or for
-// DB.cvd the {db}-{version}.cvd.sign freshclam 1.5 would fetch.
-func findSign(dir, name string) string {
-	p := filepath.Join(dir, name+".sign")
-	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-		return p
-	}
-	m := dbFile.FindStringSubmatch(name)
-	if m == nil || m[2] != "" {
-		return ""
-	}
-	_, v, ok := peekHeader(filepath.Join(dir, name))
-	if !ok {
-		return ""
-	}
-	p = filepath.Join(dir, fmt.Sprintf("%s-%d.%s.sign", m[1], v, m[3]))
-	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-		return p
-	}
-	return ""
-}
-
 // peekHeader reads just enough of a file to order it: the kind ("vdb" or
 // "diff") and version from the header. The verifier decides everything else.
 func peekHeader(path string) (string, uint, bool) {
@@ -648,7 +626,7 @@ func (s *Store) ingestLocked(l *locked, name, display, source string) (Result, e
 			return res, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	sign := findSign(s.incoming, name)
+	sign := cvd.FindSign(filepath.Join(s.incoming, name))
 	path := filepath.Join(in, name)
 	if err := os.Rename(filepath.Join(s.incoming, name), path); err != nil {
 		os.RemoveAll(wd)
