@@ -55,6 +55,11 @@ func TestAgentOrganisationDatabase(t *testing.T) {
 	a := startAgent(t, cfg, nil)
 	a.waitReady(t, 30*time.Second)
 	eventually(t, 10*time.Second, "acme installed", func() bool { return a.Updater().Status().Installed["acme"] == 1 })
+	// Without daily the newest database dates the set: acme, built an hour
+	// ago, not test (2021), so the node is not stale by age.
+	if v := metric(t, a.reg, "avfleet_agent_definitions_stale_reason", "reason=age"); v != 0 {
+		t.Errorf("stale by age with acme built an hour ago: %v (built at %v)", v, a.Updater().Status().BuiltAt)
+	}
 	cur, err := a.Store().Current()
 	if err != nil {
 		t.Fatal(err)

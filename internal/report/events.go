@@ -140,13 +140,17 @@ const (
 )
 
 // Alert is a condition an operator must act on, raised when it starts and
-// sent again as resolved when it ends. For stale_definitions, Age is how old
-// the installed definitions are and Threshold is report.stale_after.
+// sent again as resolved when it ends; an alert with several reasons is
+// raised and resolved per reason. For stale_definitions, Threshold is
+// report.stale_after and Age is, for reason "age", how long ago the
+// installed definitions were built, for reason "mirror", how long ago they
+// were last confirmed current with a mirror.
 type Alert struct {
 	Time       time.Time       `json:"time"`
 	Node       string          `json:"node"`
-	Name       string          `json:"name"`  // stale_definitions
-	State      string          `json:"state"` // firing | resolved
+	Name       string          `json:"name"`   // stale_definitions
+	Reason     string          `json:"reason"` // stale_definitions: age | mirror
+	State      string          `json:"state"`  // firing | resolved
 	Message    string          `json:"message"`
 	DBVersions map[string]uint `json:"db_versions"`
 	Age        time.Duration   `json:"-"` // age_seconds in JSON
@@ -245,10 +249,14 @@ func (u UpdateEvent) text() string {
 }
 
 func (a Alert) text() string {
-	if a.Message != "" {
-		return fmt.Sprintf("alert %s %s: %s", a.Name, a.State, a.Message)
+	name := a.Name
+	if a.Reason != "" {
+		name += " (" + a.Reason + ")"
 	}
-	return fmt.Sprintf("alert %s %s", a.Name, a.State)
+	if a.Message != "" {
+		return fmt.Sprintf("alert %s %s: %s", name, a.State, a.Message)
+	}
+	return fmt.Sprintf("alert %s %s", name, a.State)
 }
 
 // field is one named value of an event, in the order it appears in the JSON
@@ -339,6 +347,7 @@ func (a Alert) fields() []field {
 		tm("time", a.Time),
 		str("node", a.Node),
 		str("name", a.Name),
+		str("reason", a.Reason),
 		str("state", a.State),
 		str("message", a.Message),
 		versions("db_versions", a.DBVersions),

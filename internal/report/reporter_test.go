@@ -22,7 +22,7 @@ func TestEventJSONFieldNames(t *testing.T) {
 		KindScan: {"bytes", "containers", "db_versions", "detections", "duration_seconds", "end", "error", "errors", "files",
 			"incremental_hits", "node", "paths", "result", "scan_id", "skipped", "skipped_by_reason", "start", "trigger"},
 		KindUpdate: {"bytes", "duration_seconds", "error", "new_versions", "node", "old_versions", "result", "source", "stale", "time"},
-		KindAlert:  {"age_seconds", "db_versions", "message", "name", "node", "state", "threshold_seconds", "time"},
+		KindAlert:  {"age_seconds", "db_versions", "message", "name", "node", "reason", "state", "threshold_seconds", "time"},
 	}
 	seen := map[Kind]bool{}
 	for _, ev := range sampleEvents() {

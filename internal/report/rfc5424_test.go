@@ -308,7 +308,7 @@ func sampleEvents() []Event {
 		UpdateEvent{Time: t0, Node: "web-01", Result: UpdateUpdated, Source: "https://mirror:6501", OldVersions: map[string]uint{"daily": 26999},
 			NewVersions: map[string]uint{"daily": 27000}, Bytes: 2048, Duration: 1500 * time.Millisecond},
 		UpdateEvent{Time: t0, Node: "web-01", Result: UpdateFailed, Error: `verify daily-27001.cdiff: signature: bad "sig"`, Stale: true},
-		Alert{Time: t0, Node: "web-01", Name: AlertStaleDefinitions, State: AlertFiring, Message: "definitions are 30h old",
+		Alert{Time: t0, Node: "web-01", Name: AlertStaleDefinitions, Reason: "age", State: AlertFiring, Message: "definitions are 30h old",
 			DBVersions: dbv, Age: 30 * time.Hour, Threshold: 24 * time.Hour},
 	}
 }

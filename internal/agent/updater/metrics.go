@@ -30,6 +30,7 @@ type Metrics struct {
 	failures        *prometheus.CounterVec
 	updates         prometheus.Counter
 	stale           prometheus.Gauge
+	staleReason     *prometheus.GaugeVec
 	confirmedSigs   prometheus.Gauge
 	propagationSecs prometheus.Histogram
 
@@ -57,7 +58,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		updates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "updates_total",
 			Help: "New sets of definitions installed and confirmed."}),
 		stale: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "definitions_stale",
-			Help: "1 when the definitions have not been confirmed current with the mirror for longer than report.stale_after."}),
+			Help: "1 while the stale_definitions alert fires for any reason (see avfleet_agent_definitions_stale_reason)."}),
+		staleReason: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "definitions_stale_reason",
+			Help: "1 while the stale_definitions alert fires for this reason: age (the definitions were built longer ago than report.stale_after) or mirror (not confirmed current with a mirror within report.stale_after)."},
+			[]string{"reason"}),
 		confirmedSigs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "clamd_loaded_signatures",
 			Help: "Signatures clamd reported loading at the last confirmed reload (managed clamd only)."}),
 		propagationSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "update_propagation_seconds",
@@ -69,12 +73,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, r := range allReasons {
 		m.failures.WithLabelValues(r)
 	}
+	for _, r := range []string{StaleAge, StaleMirror} {
+		m.staleReason.WithLabelValues(r)
+	}
 	for _, k := range []string{"cdiff", "full", "sign"} {
 		m.downloaded.WithLabelValues(k)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.version, m.buildTime, m.lastAttempt, m.lastSuccess, m.downloaded,
-			m.failures, m.updates, m.stale, m.confirmedSigs, m.propagationSecs, ageCollector{m}} {
+			m.failures, m.updates, m.stale, m.staleReason, m.confirmedSigs, m.propagationSecs, ageCollector{m}} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register updater metrics: %w", err)
 			}
@@ -137,15 +144,20 @@ func (m *Metrics) download(kind string, n int64) {
 	}
 }
 
-func (m *Metrics) setStale(stale bool) {
+func (m *Metrics) setStale(s staleReasons) {
 	if m == nil {
 		return
 	}
-	if stale {
-		m.stale.Set(1)
-	} else {
-		m.stale.Set(0)
+	m.stale.Set(b2f(s.any()))
+	m.staleReason.WithLabelValues(StaleAge).Set(b2f(s.age))
+	m.staleReason.WithLabelValues(StaleMirror).Set(b2f(s.mirror))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
 	}
+	return 0
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -193,9 +193,10 @@ func (u *Updater) RollBackPending(ctx context.Context, p *Pending, cause error) 
 		p.Set, versionsString(bad.Versions()), p.Time.UTC().Format(time.RFC3339), cause, prev.Name, versionsString(prev.Versions())), 2000)
 	u.mu.Lock()
 	u.installed = prev.Versions()
+	u.defs = definitionsAge(prev)
 	u.lastErr = msg
 	ev := report.UpdateEvent{Time: end, Result: report.UpdateFailed, OldVersions: bad.Versions(), NewVersions: prev.Versions(),
-		Error: msg, Stale: u.isStaleLocked(end)}
+		Error: msg, Stale: u.staleLocked(end).any()}
 	u.mu.Unlock()
 	u.o.Metrics.setInstalled(prev)
 	u.o.Metrics.attempt(end, false, ReasonReload)

@@ -34,8 +34,9 @@ type Options struct {
 	ChecksPerDay int
 	// PollInterval overrides 24h/ChecksPerDay (tests, benchmarks).
 	PollInterval time.Duration
-	// StaleAfter: definitions not confirmed current with a mirror for this
-	// long raise the stale_definitions alert.
+	// StaleAfter: definitions built longer ago than this, or not confirmed
+	// current with a mirror for this long, raise the stale_definitions alert
+	// (see stale.go).
 	StaleAfter time.Duration
 	// BackoffMin and BackoffMax bound the retry delay while the mirror is
 	// unreachable or a cycle fails (0: 5 s and 10 min).
@@ -65,7 +66,8 @@ type Updater struct {
 	lastOK    time.Time
 	lastErr   string
 	installed map[string]uint
-	stale     bool
+	defs      defsAge      // when the installed definitions were built
+	stale     staleReasons // the alerts raised, by reason
 	started   time.Time
 	kick      chan struct{} // Trigger
 }
@@ -112,6 +114,7 @@ func New(o Options) (*Updater, error) {
 		return nil, err
 	}
 	u.installed = cur.Versions()
+	u.defs = definitionsAge(cur)
 	o.Metrics.setInstalled(cur)
 	u.lastOK = o.Store.lastSuccess()
 	return u, nil
@@ -151,13 +154,21 @@ type Status struct {
 	Installed   map[string]uint // versions of the set clamd was last confirmed to run
 	LastSuccess time.Time       // last cycle that ended with the newest definitions installed
 	LastError   string          // "" when the last cycle succeeded
-	Stale       bool
+	// BuiltAt is when the installed definitions were built (daily's build
+	// time, else the newest database's; see definitionsAge), zero if unknown.
+	BuiltAt time.Time
+	// Stale is true while the stale_definitions alert fires, for any
+	// reason: StaleAge (definitions older than StaleAfter) or StaleMirror
+	// (not confirmed current with a mirror within StaleAfter).
+	Stale        bool
+	StaleReasons []string
 }
 
 func (u *Updater) Status() Status {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return Status{Installed: clone(u.installed), LastSuccess: u.lastOK, LastError: u.lastErr, Stale: u.stale}
+	return Status{Installed: clone(u.installed), LastSuccess: u.lastOK, LastError: u.lastErr, BuiltAt: u.defs.built,
+		Stale: u.stale.any(), StaleReasons: u.stale.list()}
 }
 
 func clone(m map[string]uint) map[string]uint {
@@ -250,7 +261,7 @@ func (u *Updater) run(ctx context.Context, m *Manifest, src *Client) (*Result, e
 			u.log.Warn("record last successful update", "err", werr)
 		}
 	}
-	ev.Stale = u.isStaleLocked(end)
+	ev.Stale = u.staleLocked(end).any()
 	u.mu.Unlock()
 	u.emit(ctx, ev)
 	u.checkStale(ctx)
@@ -270,7 +281,7 @@ func (u *Updater) emit(ctx context.Context, ev report.Event) {
 			u.log.Info("definitions update", "result", e.Result, "versions", e.NewVersions)
 		}
 	case report.Alert:
-		u.log.Warn("alert", "name", e.Name, "state", e.State, "message", e.Message)
+		u.log.Warn("alert", "name", e.Name, "reason", e.Reason, "state", e.State, "message", e.Message)
 	}
 }
 
@@ -449,6 +460,9 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 	res.Sigs = sigs
 	res.New = set.Versions()
 	res.Updated = true
+	u.mu.Lock()
+	u.defs = definitionsAge(set)
+	u.mu.Unlock()
 	u.o.Metrics.setInstalled(set)
 	if u.o.Metrics != nil {
 		u.o.Metrics.updates.Inc()
@@ -643,49 +657,6 @@ func (u *Updater) place(d *ManifestDB, path string, info *cvd.Info, b *Build) er
 		return failf(ReasonInstall, "%w", err)
 	}
 	return nil
-}
-
-// isStaleLocked: definitions count as current while the updater has
-// confirmed them with a mirror within StaleAfter (the time survives restarts
-// in state_dir/last-success). No definitions at all is stale at once;
-// definitions never confirmed (the record lost) are stale once the agent
-// has run StaleAfter without confirming them.
-func (u *Updater) isStaleLocked(now time.Time) bool {
-	if u.lastOK.IsZero() {
-		return len(u.installed) == 0 || now.Sub(u.started) > u.o.StaleAfter
-	}
-	return now.Sub(u.lastOK) > u.o.StaleAfter
-}
-
-// checkStale raises or resolves the stale_definitions alert on a change.
-func (u *Updater) checkStale(ctx context.Context) {
-	now := u.o.Now()
-	u.mu.Lock()
-	stale := u.isStaleLocked(now)
-	changed := stale != u.stale
-	u.stale = stale
-	last, inst := u.lastOK, clone(u.installed)
-	u.mu.Unlock()
-	u.o.Metrics.setStale(stale)
-	if !changed {
-		return
-	}
-	a := report.Alert{Time: now, Name: report.AlertStaleDefinitions, DBVersions: inst, Threshold: u.o.StaleAfter, State: report.AlertFiring}
-	if !last.IsZero() {
-		a.Age = now.Sub(last)
-	}
-	if stale {
-		if last.IsZero() {
-			a.Message = fmt.Sprintf("no definitions confirmed current with a mirror since the agent started (stale_after %s)", u.o.StaleAfter)
-		} else {
-			a.Message = fmt.Sprintf("definitions last confirmed current %s ago (%s), more than stale_after %s; check the mirror and this node's connection to it",
-				a.Age.Round(time.Second), last.UTC().Format(time.RFC3339), u.o.StaleAfter)
-		}
-	} else {
-		a.State = report.AlertResolved
-		a.Message = "definitions confirmed current with the mirror again"
-	}
-	u.emit(ctx, a)
 }
 
 type watchMsg struct {

@@ -1,8 +1,12 @@
 package updater
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -46,6 +50,16 @@ func (e *events) Report(_ context.Context, ev report.Event) error {
 	defer e.mu.Unlock()
 	e.evs = append(e.evs, ev)
 	return nil
+}
+
+func (e *events) alertsFor(reason string) []report.Alert {
+	var as []report.Alert
+	for _, a := range e.alerts() {
+		if a.Reason == reason {
+			as = append(as, a)
+		}
+	}
+	return as
 }
 
 func (e *events) alerts() []report.Alert {
@@ -422,8 +436,10 @@ func TestRunWatch(t *testing.T) {
 }
 
 // TestRunMirrorDown: the mirror goes away; the node keeps its set, retries
-// with backoff, raises the stale alert after StaleAfter and resolves it when
-// the mirror is back and the update lands.
+// with backoff, raises the stale alert for reason "mirror" after StaleAfter
+// and resolves it when the mirror is back and the update lands. ClamAV's
+// test databases were built in 2021, so the "age" alert fires at the first
+// install and stays: the two reasons come and go independently.
 func TestRunMirrorDown(t *testing.T) {
 	h := newHarness(t, func(o *Options) {
 		o.StaleAfter = 1500 * time.Millisecond
@@ -438,18 +454,29 @@ func TestRunMirrorDown(t *testing.T) {
 		<-done
 	}()
 	waitFor(t, 5*time.Second, func() bool { return h.u.Status().Installed["test"] == 3 })
+	waitFor(t, 5*time.Second, func() bool { return len(h.ev.alertsFor(StaleAge)) == 1 })
+	if a := h.ev.alertsFor(StaleAge)[0]; a.State != report.AlertFiring || a.Age < 365*24*time.Hour ||
+		!strings.Contains(a.Message, "test version 3, built 2021-") {
+		t.Fatalf("age alert for the 2021 test database: %+v", a)
+	}
+	if n := len(h.ev.alertsFor(StaleMirror)); n != 0 {
+		t.Fatalf("%d mirror alerts while the mirror is up", n)
+	}
 	h.mirror.setDown(true)
 	downAt := time.Now()
-	waitFor(t, 10*time.Second, func() bool { return len(h.ev.alerts()) == 1 })
-	a := h.ev.alerts()[0]
-	if a.Name != report.AlertStaleDefinitions || a.State != report.AlertFiring {
+	waitFor(t, 10*time.Second, func() bool { return len(h.ev.alertsFor(StaleMirror)) == 1 })
+	a := h.ev.alertsFor(StaleMirror)[0]
+	if a.Name != report.AlertStaleDefinitions || a.State != report.AlertFiring || !strings.Contains(a.Message, "last confirmed current") {
 		t.Fatalf("alert %+v", a)
 	}
 	if el := time.Since(downAt); el < 1500*time.Millisecond-200*time.Millisecond {
 		t.Errorf("stale alert after %s, before stale_after", el)
 	}
-	if testutil.ToFloat64(h.m.stale) != 1 {
-		t.Error("definitions_stale is not 1")
+	if testutil.ToFloat64(h.m.staleReason.WithLabelValues(StaleMirror)) != 1 || testutil.ToFloat64(h.m.stale) != 1 {
+		t.Error("definitions_stale_reason{reason=mirror} or definitions_stale is not 1")
+	}
+	if st := h.u.Status(); !st.Stale || strings.Join(st.StaleReasons, ",") != "age,mirror" {
+		t.Errorf("status while down: stale %v %v", st.Stale, st.StaleReasons)
 	}
 	if v := h.installed(t)["test"]; v != 3 {
 		t.Fatalf("installed set changed while the mirror was down: %v", v)
@@ -461,12 +488,145 @@ func TestRunMirrorDown(t *testing.T) {
 	h.mirror.publish(chainSpec(t, 6, 4))
 	h.mirror.setDown(false)
 	waitFor(t, 10*time.Second, func() bool { return h.u.Status().Installed["test"] == 6 })
-	waitFor(t, 5*time.Second, func() bool { return len(h.ev.alerts()) == 2 })
-	if a := h.ev.alerts()[1]; a.State != report.AlertResolved {
+	waitFor(t, 5*time.Second, func() bool { return len(h.ev.alertsFor(StaleMirror)) == 2 })
+	if a := h.ev.alertsFor(StaleMirror)[1]; a.State != report.AlertResolved {
 		t.Fatalf("second alert %+v, want resolved", a)
 	}
-	if testutil.ToFloat64(h.m.stale) != 0 {
-		t.Error("definitions_stale is not back to 0")
+	if testutil.ToFloat64(h.m.staleReason.WithLabelValues(StaleMirror)) != 0 {
+		t.Error("definitions_stale_reason{reason=mirror} is not back to 0")
+	}
+	// test-6 was built in 2021 too: still stale by age, and said once only.
+	if n := len(h.ev.alertsFor(StaleAge)); n != 1 || testutil.ToFloat64(h.m.stale) != 1 ||
+		testutil.ToFloat64(h.m.staleReason.WithLabelValues(StaleAge)) != 1 {
+		t.Errorf("age: %d alerts, stale %v", n, testutil.ToFloat64(h.m.stale))
+	}
+}
+
+// orgDB builds database acme at version v with the build time given, signed
+// with key (a node trusts it through Trust.Keys, as with trust.cvd_keys).
+func orgDB(t *testing.T, key *rsa.PrivateKey, v uint, built time.Time) dbSpec {
+	t.Helper()
+	dir := t.TempDir()
+	hdb := filepath.Join(dir, "acme.hdb")
+	if err := os.WriteFile(hdb, []byte(fmt.Sprintf("44d88612fea8a8f36de82e1278abb02f:68:Acme.Test-%d\n", v)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := cvd.Build(&b, cvd.BuildOptions{Name: "acme", Version: v, Key: key, Files: []string{hdb}, Time: built}); err != nil {
+		t.Fatal(err)
+	}
+	return dbSpec{name: "acme", version: v, kind: "cvd", file: b.Bytes(), signedBy: "key"}
+}
+
+// TestStaleByAge: a node in sync with its mirror is still stale when what
+// the mirror serves is older than StaleAfter (an unfed mirror), and the
+// alert resolves when younger definitions arrive. The mirror reason never
+// fires: the node confirms with the mirror every cycle.
+func TestStaleByAge(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		staleAfter time.Duration
+		built      time.Duration // before now
+		stale      bool
+	}{
+		{"older than stale_after", time.Hour, 2 * time.Hour, true},
+		{"younger than stale_after", 3 * time.Hour, 2 * time.Hour, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, func(o *Options) {
+				o.StaleAfter = c.staleAfter
+				o.Verifier = CVDVerifier{Trust: &cvd.Trust{Keys: []*rsa.PublicKey{&key.PublicKey}}}
+			})
+			h.mirror.publish(orgDB(t, key, 1, time.Now().Add(-c.built)))
+			if _, err := h.u.Cycle(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := h.u.Status()
+			if st.Installed["acme"] != 1 || st.Stale != c.stale || time.Since(st.BuiltAt) < c.built-time.Minute {
+				t.Fatalf("status %+v", st)
+			}
+			if got := testutil.ToFloat64(h.m.staleReason.WithLabelValues(StaleAge)); got != b2f(c.stale) {
+				t.Errorf("definitions_stale_reason{reason=age} = %v", got)
+			}
+			if got := testutil.ToFloat64(h.m.stale); got != b2f(c.stale) {
+				t.Errorf("definitions_stale = %v", got)
+			}
+			if !c.stale {
+				if as := h.ev.alerts(); len(as) != 0 {
+					t.Fatalf("alerts %+v", as)
+				}
+				return
+			}
+			as := h.ev.alertsFor(StaleAge)
+			if len(as) != 1 || as[0].State != report.AlertFiring || as[0].Age < c.built-time.Minute ||
+				!strings.Contains(as[0].Message, "acme version 1") || !strings.Contains(as[0].Message, "more than stale_after 1h;") {
+				t.Fatalf("age alerts %+v", as)
+			}
+			// Still stale at the next check: no second alert.
+			if _, err := h.u.Cycle(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(h.ev.alerts()); n != 1 {
+				t.Fatalf("%d alerts after a second cycle, want the one", n)
+			}
+			// The mirror is fed: version 2, built now.
+			h.mirror.publish(orgDB(t, key, 2, time.Now()))
+			if _, err := h.u.Cycle(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			as = h.ev.alerts()
+			if len(as) != 2 || as[1].Reason != StaleAge || as[1].State != report.AlertResolved {
+				t.Fatalf("alerts %+v, want the age alert resolved", as)
+			}
+			if st := h.u.Status(); st.Stale || testutil.ToFloat64(h.m.stale) != 0 {
+				t.Errorf("still stale after fresh definitions: %+v", st)
+			}
+			if n := len(h.ev.alertsFor(StaleMirror)); n != 0 {
+				t.Errorf("%d mirror alerts while in sync", n)
+			}
+		})
+	}
+}
+
+// TestDefinitionsAge: daily dates the official set; without it, the newest
+// database does; headers without a build time are left out.
+func TestDefinitionsAge(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	db := func(name string, v uint, built time.Time) *Installed {
+		return &Installed{Name: name, Header: cvd.Header{Version: v, Time: built}}
+	}
+	set := func(dbs ...*Installed) *Set {
+		s := &Set{DBs: map[string]*Installed{}}
+		for _, d := range dbs {
+			s.DBs[d.Name] = d
+		}
+		return s
+	}
+	for _, c := range []struct {
+		name string
+		set  *Set
+		want defsAge
+	}{
+		{"nothing installed", nil, defsAge{none: true}},
+		{"empty set", set(), defsAge{none: true}},
+		{"official: daily, even when bytecode is newer", set(db("main", 62, t0.AddDate(-2, 0, 0)), db("daily", 27900, t0),
+			db("bytecode", 336, t0.Add(time.Hour))), defsAge{built: t0, from: "daily", ver: 27900}},
+		{"official: an old daily is old, whatever main is", set(db("main", 63, t0), db("daily", 27000, t0.AddDate(-1, 0, 0))),
+			defsAge{built: t0.AddDate(-1, 0, 0), from: "daily", ver: 27000}},
+		{"no daily: the newest", set(db("acme", 4, t0.AddDate(0, -1, 0)), db("test", 6, t0), db("old", 1, t0.AddDate(-3, 0, 0))),
+			defsAge{built: t0, from: "test", ver: 6}},
+		{"daily without build time: the newest", set(db("daily", 1, time.Time{}), db("main", 2, t0)), defsAge{built: t0, from: "main", ver: 2}},
+		{"no build time anywhere", set(db("acme", 1, time.Time{})), defsAge{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := definitionsAge(c.set); got != c.want {
+				t.Errorf("got %+v, want %+v", got, c.want)
+			}
+		})
 	}
 }
 
