@@ -78,7 +78,9 @@ knows the node by that name.
 
 --check-config validates the configuration (including that node_name matches the
 certificate and the TLS files and trust keys load), prints the effective
-configuration and exits.
+configuration and exits. An expired mirror.cert is an error; one that ends within
+30 days (or a mirror.ca that has expired or will) is a warning, at start too and
+daily while the agent runs.
 
 Exit codes: 0 stopped by SIGTERM/SIGINT (or --check-config passed), 2 configuration
 error or a failure the agent cannot recover from.`,
@@ -91,7 +93,7 @@ error or a failure the agent cannot recover from.`,
 				return err
 			}
 			if checkConfig {
-				return runAgentCheckConfig(cmd.OutOrStdout(), cfg)
+				return runAgentCheckConfig(cmd.OutOrStdout(), g.logger, cfg)
 			}
 			return runAgent(cmd.Context(), g, cfg)
 		},
@@ -101,11 +103,12 @@ error or a failure the agent cannot recover from.`,
 	return c
 }
 
-func runAgentCheckConfig(out io.Writer, cfg *config.Agent) error {
+func runAgentCheckConfig(out io.Writer, log *slog.Logger, cfg *config.Agent) error {
 	fail := func(err error) error { return withCode(exitError, fmt.Errorf("%s: %w", cfg.Path(), err)) }
 	if err := agent.CheckIdentity(cfg.NodeName, cfg.Mirror.Cert, time.Now()); err != nil {
 		return fail(err)
 	}
+	agent.WarnCertExpiry(log, cfg.Mirror, time.Now())
 	if _, err := tlsutil.ClientConfig(cfg.Mirror.CA, cfg.Mirror.Cert, cfg.Mirror.Key); err != nil {
 		return fail(fmt.Errorf("mirror: %w", err))
 	}

@@ -156,6 +156,17 @@ func TestAgentRunCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "node_name: node1") {
 		t.Fatalf("--check-config: exit %d\n%s%s", code, out, errOut)
 	}
+	if strings.Contains(errOut, "TLS certificate") {
+		t.Errorf("--check-config warns about a new certificate:\n%s", errOut)
+	}
+	// A node certificate that ends in 10 days: still exit 0, with a warning.
+	if err := tlsutil.IssueWith(certs, "node1", tlsutil.Options{Days: 10, Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = agentCLI(t, context.Background(), "agent", "run", "--config", cfg, "--check-config")
+	if code != 0 || !strings.Contains(errOut, "TLS certificate expires within 30 days: renew it") || !strings.Contains(errOut, "cert=mirror.cert") {
+		t.Fatalf("--check-config with a certificate ending in 10 days: exit %d\n%s", code, errOut)
+	}
 	bad := writeAgentYAML(t, dir, certs, "web-7", m.d.Addr("https"))
 	code, _, errOut = agentCLI(t, context.Background(), "agent", "run", "--config", bad, "--check-config")
 	if code != 2 || !strings.Contains(errOut, `node_name "web-7" does not match the client certificate's CN "node1"`) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -119,7 +120,9 @@ incoming/ are verified within a second. SIGHUP reloads the TLS certificate, key 
 client CA; SIGTERM or SIGINT stops it gracefully.
 
 --check-config validates the configuration (including that the TLS files and trust
-keys load), prints the effective configuration and exits.
+keys load), prints the effective configuration and exits. Both warn about a server
+certificate or client CA that has expired or ends within 30 days (serve again daily
+and after SIGHUP).
 
 Exit codes: 0 stopped by SIGTERM/SIGINT (or --check-config passed), 2 configuration,
 listen or data directory error.`,
@@ -132,7 +135,7 @@ listen or data directory error.`,
 				return err
 			}
 			if checkConfig {
-				return runMirrorCheckConfig(cmd.OutOrStdout(), cfg)
+				return runMirrorCheckConfig(cmd.OutOrStdout(), g.logger, cfg)
 			}
 			return runMirrorServe(cmd.Context(), g, cfg)
 		},
@@ -142,8 +145,8 @@ listen or data directory error.`,
 	return c
 }
 
-func runMirrorCheckConfig(out io.Writer, cfg *config.Mirror) error {
-	if err := mirror.CheckTLS(cfg); err != nil {
+func runMirrorCheckConfig(out io.Writer, log *slog.Logger, cfg *config.Mirror) error {
+	if err := mirror.CheckTLS(cfg, log); err != nil {
 		return withCode(exitError, fmt.Errorf("%s: %w", cfg.Path(), err))
 	}
 	if _, err := mirror.LoadTrust(cfg.Trust); err != nil {

@@ -54,6 +54,17 @@ func TestMirrorCheckConfig(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "data_dir: "+filepath.Join(filepath.Dir(cfg), "data")) || !strings.Contains(out, "retention:") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
+	if strings.Contains(errOut, "TLS certificate") {
+		t.Errorf("warning about a new certificate:\n%s", errOut)
+	}
+	// A server certificate that ends in 10 days: exit 0, and a warning.
+	if err := tlsutil.IssueServer(filepath.Join(filepath.Dir(cfg), "pki"), tlsutil.Options{Hosts: []string{"127.0.0.1"}, Days: 10, Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = mirrorRun(t, "mirror", "serve", "--config", cfg, "--check-config")
+	if code != 0 || !strings.Contains(errOut, "TLS certificate expires within 30 days: renew it") || !strings.Contains(errOut, "cert=tls.cert") {
+		t.Errorf("server certificate ending in 10 days: exit %d, %s", code, errOut)
+	}
 	os.Remove(filepath.Join(filepath.Dir(cfg), "pki", "server.key"))
 	if code, _, errOut := mirrorRun(t, "mirror", "serve", "--config", cfg, "--check-config"); code != 2 || !strings.Contains(errOut, "server.key") {
 		t.Errorf("missing key: exit %d, %s", code, errOut)

@@ -144,6 +144,7 @@ func New(o Options) (*Agent, error) {
 	if a.m, err = newAgentMetrics(a.reg); err != nil {
 		return nil, err
 	}
+	a.m.setCertificates(WarnCertExpiry(log, cfg.Mirror, time.Now()))
 	scanMetrics, err := report.NewScanMetrics(a.reg)
 	if err != nil {
 		return nil, err
@@ -387,6 +388,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.go1("syslog", a.syslog.Run, ctx)
 	}
 	g.go1("mirror report", a.nodeRep.Run, ctx)
+	g.go1("certificate expiry", a.certExpiryLoop, ctx)
 	if d := a.cfg.Report.HistoryDays; d > 0 { // 0: a configuration that skipped Validate; keep everything
 		g.go1("history retention", report.Retention{History: a.history, Logger: a.log,
 			Keep: time.Duration(d) * 24 * time.Hour}.Run, ctx)
@@ -595,6 +597,21 @@ func (a *Agent) confirmExternal(ctx context.Context, rel updater.SocketReloader,
 	if prev, err := a.store.Current(); err == nil && prev != nil && prev.Name != p.Set {
 		if _, err := rel.Reload(ctx, prev.Versions()); err != nil && ctx.Err() == nil {
 			a.log.Warn("external clamd did not confirm the previous set either", "set", prev.Name, "err", err)
+		}
+	}
+}
+
+// certExpiryLoop repeats the certificate expiry warning once a day, so an
+// agent that runs for months says so in its log when renewal comes due.
+func (a *Agent) certExpiryLoop(ctx context.Context) error {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			WarnCertExpiry(a.log, a.cfg.Mirror, now)
 		}
 	}
 }

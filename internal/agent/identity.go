@@ -4,8 +4,12 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/config"
+	"github.com/avfleet/avfleet/internal/tlsutil"
 )
 
 // CheckIdentity verifies that node equals the Common Name of the client
@@ -39,4 +43,30 @@ func CheckIdentity(node, certFile string, now time.Time) error {
 		return fmt.Errorf("mirror.cert: %s is not valid before %s (check this node's clock)", certFile, c.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// WarnCertExpiry logs a warning for the client certificate (mirror.cert)
+// and the CA the mirror must chain to (mirror.ca) when one has expired or
+// ends within tlsutil.ExpiryWarning of now, and returns the certificate of
+// each that ends first (nil when it is not set or does not load: the other
+// checks say why).
+func WarnCertExpiry(log *slog.Logger, m config.MirrorEndpoint, now time.Time) (client, ca *x509.Certificate) {
+	for _, f := range []struct {
+		which, file string
+		first       **x509.Certificate
+	}{{"mirror.cert", m.Cert, &client}, {"mirror.ca", m.CA, &ca}} {
+		if f.file == "" {
+			continue
+		}
+		certs, err := tlsutil.ReadCertificates(f.file)
+		if err != nil {
+			continue
+		}
+		if f.which == "mirror.cert" {
+			certs = certs[:1] // the leaf; what follows it is its chain
+		}
+		tlsutil.WarnExpiry(log, now, f.which, f.file, certs...)
+		*f.first = tlsutil.FirstToExpire(certs)
+	}
+	return client, ca
 }

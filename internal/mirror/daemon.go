@@ -125,6 +125,7 @@ func NewDaemon(opt DaemonOptions) (*Daemon, error) {
 		// Every handshake is completed by handshakeListener before net/http
 		// sees the connection; HTTP/2 stays available to clients that ask.
 		d.tlsReload = reloader
+		d.warnCertExpiry(time.Now())
 		if cfg.TLS.ClientCA == "" {
 			d.log.Warn("tls.client_ca is empty: any client can download, and node reports are refused")
 		}
@@ -203,7 +204,33 @@ func (d *Daemon) ReloadTLS() error {
 		return err
 	}
 	d.log.Info("TLS certificates reloaded", "cert", d.cfg.TLS.Cert, "client_ca", d.cfg.TLS.ClientCA)
+	d.warnCertExpiry(time.Now())
 	return nil
+}
+
+// warnCertExpiry logs the server certificate and client CAs in use that
+// have expired or end within tlsutil.ExpiryWarning.
+func (d *Daemon) warnCertExpiry(now time.Time) {
+	if d.tlsReload == nil {
+		return
+	}
+	tlsutil.WarnExpiry(d.log, now, "tls.cert", d.cfg.TLS.Cert, d.tlsReload.Certificate())
+	tlsutil.WarnExpiry(d.log, now, "tls.client_ca", d.cfg.TLS.ClientCA, d.tlsReload.ClientCAs()...)
+}
+
+// certExpiryLoop repeats the expiry warning once a day, so that a mirror
+// that runs for months says so in its log when renewal comes due.
+func (d *Daemon) certExpiryLoop(ctx context.Context) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.warnCertExpiry(now)
+		}
+	}
 }
 
 // Run serves until ctx ends, then shuts down gracefully and returns nil.
@@ -233,9 +260,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	defer stopLoops()
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.incomingLoop(loopCtx) }()
 	go func() { defer wg.Done(); d.setLoop(loopCtx) }()
+	go func() { defer wg.Done(); d.certExpiryLoop(loopCtx) }()
 	for _, part := range d.background {
 		wg.Add(1)
 		go func() {
@@ -323,11 +351,17 @@ func (d *Daemon) refreshSet() {
 	}
 }
 
-// CheckTLS loads the TLS material of cfg the way serve would (for --check-config).
-func CheckTLS(cfg *config.Mirror) error {
+// CheckTLS loads the TLS material of cfg the way serve would (for
+// --check-config), and logs a warning on log for a certificate that has
+// expired or ends within tlsutil.ExpiryWarning.
+func CheckTLS(cfg *config.Mirror, log *slog.Logger) error {
 	if cfg.Listen == "" {
 		return nil
 	}
-	_, _, err := tlsutil.ServerConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA)
-	return err
+	_, r, err := tlsutil.ServerConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA)
+	if err != nil {
+		return err
+	}
+	(&Daemon{cfg: cfg, log: log, tlsReload: r}).warnCertExpiry(time.Now())
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -607,3 +608,80 @@ func TestDaemonRunsAndStopsParts(t *testing.T) {
 		t.Fatal("Run returned before its part stopped")
 	}
 }
+
+// TestCertificateExpiry: a server certificate that ends within 30 days is
+// warned about at start, --check-config (CheckTLS) says the same, /metrics
+// exports when the server certificate and the client CA end, and a renewal
+// picked up by SIGHUP (ReloadTLS) shows at once and silences the warning.
+func TestCertificateExpiry(t *testing.T) {
+	var logs syncBuffer
+	var cfg *config.Mirror
+	td := startDaemon(t, nil, func(c *config.Mirror, o *DaemonOptions) {
+		cfg = c
+		if err := tlsutil.IssueServer(filepath.Dir(c.TLS.Cert), tlsutil.Options{Hosts: []string{"127.0.0.1"}, Days: 10, Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	const soon = "TLS certificate expires within 30 days: renew it"
+	if l := logs.String(); strings.Count(l, soon) != 1 || !strings.Contains(l, "cert=tls.cert") || !strings.Contains(l, "days_left=9") {
+		t.Fatalf("start log:\n%s", l)
+	}
+	server := tlsutil.FirstToExpire(mustCerts(t, cfg.TLS.Cert))
+	ca := tlsutil.FirstToExpire(mustCerts(t, cfg.TLS.ClientCA))
+	metric := func(cert string, want *x509.Certificate) {
+		t.Helper()
+		line := fmt.Sprintf(`avfleet_mirror_tls_certificate_expiry_timestamp_seconds{cert=%q} %s`, cert,
+			strconvFloat(float64(want.NotAfter.Unix())))
+		if body := scrape(t, td); !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+	metric("server", server)
+	metric("client_ca", ca)
+
+	var check bytes.Buffer
+	if err := CheckTLS(cfg, slog.New(slog.NewTextHandler(&check, nil))); err != nil || !strings.Contains(check.String(), soon) {
+		t.Fatalf("CheckTLS: %v\n%s", err, check.String())
+	}
+
+	// Renewed for 90 days and reloaded: the metric follows, no warning.
+	if err := tlsutil.IssueServer(td.pki, tlsutil.Options{Hosts: []string{"127.0.0.1"}, Days: 90, Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := td.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	renewed := tlsutil.FirstToExpire(mustCerts(t, cfg.TLS.Cert))
+	if !renewed.NotAfter.After(server.NotAfter) {
+		t.Fatal("renewal did not move NotAfter")
+	}
+	metric("server", renewed)
+	if n := strings.Count(logs.String(), soon); n != 1 {
+		t.Errorf("%d warnings after a renewal to 90 days, want still the one", n)
+	}
+	check.Reset()
+	if err := CheckTLS(cfg, slog.New(slog.NewTextHandler(&check, nil))); err != nil || check.Len() != 0 {
+		t.Fatalf("CheckTLS after renewal: %v\n%s", err, check.String())
+	}
+
+	// Expired (issued as if 3 days ago for 2): a different warning.
+	if err := tlsutil.IssueServer(td.pki, tlsutil.Options{Hosts: []string{"127.0.0.1"}, Days: 2, Now: time.Now().AddDate(0, 0, -3), Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckTLS(cfg, slog.New(slog.NewTextHandler(&check, nil))); err != nil || !strings.Contains(check.String(), "TLS certificate has expired: peers refuse it; renew it") {
+		t.Fatalf("CheckTLS with an expired certificate: %v\n%s", err, check.String())
+	}
+}
+
+func mustCerts(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	c, err := tlsutil.ReadCertificates(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// strconvFloat formats a value the way the Prometheus text format does.
+func strconvFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/avfleet/avfleet/internal/mirror/api"
+	"github.com/avfleet/avfleet/internal/tlsutil"
 )
 
 // metrics are the daemon's Prometheus series, all prefixed avfleet_mirror_.
@@ -59,10 +60,12 @@ var (
 	descGen     = prometheus.NewDesc(ns+"_published_generation", "Generation of the verified set served.", nil, nil)
 	descPending = prometheus.NewDesc(ns+"_incoming_pending", "Files waiting in incoming/.", nil, nil)
 	descReady   = prometheus.NewDesc(ns+"_ready", "1 once a verified set with at least one database is served.", nil, nil)
+	descTLSEnd  = prometheus.NewDesc(ns+"_tls_certificate_expiry_timestamp_seconds",
+		"When the TLS certificate in use ends (NotAfter, Unix time): server = tls.cert, client_ca = the certificate of tls.client_ca that ends first.", []string{"cert"}, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVersion, descBuild, descLatest, descHeld, descImports, descRejects, descNodes, descGen, descPending, descReady} {
+	for _, d := range []*prometheus.Desc{descVersion, descBuild, descLatest, descHeld, descImports, descRejects, descNodes, descGen, descPending, descReady, descTLSEnd} {
 		ch <- d
 	}
 }
@@ -114,6 +117,15 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(nc.Current), "current")
 	if p, err := c.d.store.Pending(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(len(p)))
+	}
+	if r := c.d.tlsReload; r != nil {
+		// Read at scrape time: a SIGHUP with a renewed certificate shows at once.
+		if cert := r.Certificate(); cert != nil {
+			ch <- prometheus.MustNewConstMetric(descTLSEnd, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), "server")
+		}
+		if ca := tlsutil.FirstToExpire(r.ClientCAs()); ca != nil {
+			ch <- prometheus.MustNewConstMetric(descTLSEnd, prometheus.GaugeValue, float64(ca.NotAfter.Unix()), "client_ca")
+		}
 	}
 }
 

@@ -61,12 +61,14 @@ type Options struct {
 	KeyType   KeyType  // default ECDSAP256
 	Overwrite bool     // replace existing files (Init: the whole CA!)
 
-	now time.Time // tests: issue as if at this time
+	// Now issues as if at this time (zero: the current time): tests make
+	// certificates that have expired or are about to.
+	Now time.Time
 }
 
 func (o Options) clock() time.Time {
-	if !o.now.IsZero() {
-		return o.now
+	if !o.Now.IsZero() {
+		return o.Now
 	}
 	return time.Now()
 }

@@ -3,7 +3,6 @@ package tlsutil
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,8 +20,9 @@ type Reloader struct {
 }
 
 type serverState struct {
-	cert *tls.Certificate
-	cfg  *tls.Config // the per-handshake config handed out by GetConfigForClient
+	cert      *tls.Certificate
+	cfg       *tls.Config // the per-handshake config handed out by GetConfigForClient
+	clientCAs []*x509.Certificate
 }
 
 // ServerConfig returns the mirror's TLS configuration: TLS 1.2 or newer, the
@@ -71,20 +71,26 @@ func (r *Reloader) Reload() error {
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
 	}
+	var clientCAs []*x509.Certificate
 	if r.clientCAFile != "" {
-		pool, err := loadPool(r.clientCAFile)
+		pool, cas, err := loadPool(r.clientCAFile)
 		if err != nil {
 			return fmt.Errorf("load client CA: %w", err)
 		}
+		clientCAs = cas
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	r.cur.Store(&serverState{cert: &cert, cfg: cfg})
+	r.cur.Store(&serverState{cert: &cert, cfg: cfg, clientCAs: clientCAs})
 	return nil
 }
 
 // Certificate is the server certificate in use (for expiry metrics and logs).
 func (r *Reloader) Certificate() *x509.Certificate { return r.cur.Load().cert.Leaf }
+
+// ClientCAs are the certificates of the client CA file in use (none without
+// one), for expiry metrics and logs.
+func (r *Reloader) ClientCAs() []*x509.Certificate { return r.cur.Load().clientCAs }
 
 // ClientConfig returns an agent's TLS configuration: the mirror must present
 // a certificate chaining to caFile, and the agent presents certFile/keyFile
@@ -92,7 +98,7 @@ func (r *Reloader) Certificate() *x509.Certificate { return r.cur.Load().cert.Le
 func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pool, err := loadPool(caFile)
+		pool, _, err := loadPool(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("load mirror CA: %w", err)
 		}
@@ -119,37 +125,24 @@ func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // loadPool reads every certificate of a PEM file; more than one is normal
 // while a CA is being replaced.
-func loadPool(path string) (*x509.CertPool, error) {
+func loadPool(path string) (*x509.CertPool, []*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return parsePool(path, b)
 }
 
-func parsePool(path string, b []byte) (*x509.CertPool, error) {
+func parsePool(path string, b []byte) (*x509.CertPool, []*x509.Certificate, error) {
+	certs, err := parseCertificates(path, b)
+	if err != nil {
+		return nil, nil, err
+	}
 	pool := x509.NewCertPool()
-	n := 0
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, n+1, err)
-		}
+	for _, c := range certs {
 		pool.AddCert(c)
-		n++
 	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate found", path)
-	}
-	return pool, nil
+	return pool, certs, nil
 }
 
 // ErrNoPeer is returned by PeerName when the connection carries no verified

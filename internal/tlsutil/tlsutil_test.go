@@ -333,7 +333,7 @@ func TestMutualTLS(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, f))
 		os.WriteFile(filepath.Join(expiredDir, f), b, 0o600)
 	}
-	if err := IssueWith(expiredDir, "node1", Options{Days: 2, now: time.Now().AddDate(0, 0, -3)}); err != nil {
+	if err := IssueWith(expiredDir, "node1", Options{Days: 2, Now: time.Now().AddDate(0, 0, -3)}); err != nil {
 		t.Fatal(err)
 	}
 
