@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -74,8 +75,11 @@ type cacheRun struct {
 	defs   int64
 	empty  bool // nothing was known clean when the scan began
 	lookup *sql.Stmt
-	ops    chan cacheOp
-	done   chan error
+	ops    chan []cacheOp
+
+	mu   sync.Mutex
+	pend []cacheOp // not yet handed to the writer
+	done chan error
 }
 
 type cacheOp struct {
@@ -84,8 +88,9 @@ type cacheOp struct {
 }
 
 const (
-	cacheBatch = 2000
-	cacheFlush = time.Second
+	cacheBatch   = 2000
+	cacheHandOff = 64
+	cacheFlush   = time.Second
 )
 
 // begin starts a scan's use of the cache under the definitions key defs,
@@ -124,7 +129,7 @@ func (c *Cache) begin(ctx context.Context, defs string, readers int) (*cacheRun,
 	if err != nil {
 		return nil, fmt.Errorf("scan cache %s: %w", c.path, err)
 	}
-	r := &cacheRun{c: c, defs: id, empty: !known, lookup: st, ops: make(chan cacheOp, 4*cacheBatch), done: make(chan error, 1)}
+	r := &cacheRun{c: c, defs: id, empty: !known, lookup: st, ops: make(chan []cacheOp, 4*cacheBatch/cacheHandOff), done: make(chan error, 1)}
 	go r.writer()
 	return r, nil
 }
@@ -141,11 +146,32 @@ func (r *cacheRun) clean(k fileKey) bool {
 }
 
 // put records k as clean; forget drops what is known about k's file.
-func (r *cacheRun) put(k fileKey)    { r.ops <- cacheOp{k: k} }
-func (r *cacheRun) forget(k fileKey) { r.ops <- cacheOp{k: k, forget: true} }
+func (r *cacheRun) put(k fileKey)    { r.add(cacheOp{k: k}) }
+func (r *cacheRun) forget(k fileKey) { r.add(cacheOp{k: k, forget: true}) }
+
+// add queues op for the writer in slices of cacheHandOff: one hand-off (a
+// goroutine wake-up) per file cost a noticeable part of a scan's own CPU.
+func (r *cacheRun) add(op cacheOp) {
+	r.mu.Lock()
+	r.pend = append(r.pend, op)
+	var full []cacheOp
+	if len(r.pend) >= cacheHandOff {
+		full, r.pend = r.pend, make([]cacheOp, 0, cacheHandOff)
+	}
+	r.mu.Unlock()
+	if full != nil {
+		r.ops <- full
+	}
+}
 
 // close writes what is pending and stops the writer.
 func (r *cacheRun) close() error {
+	r.mu.Lock()
+	if len(r.pend) > 0 {
+		r.ops <- r.pend
+		r.pend = nil
+	}
+	r.mu.Unlock()
 	close(r.ops)
 	err := <-r.done
 	r.lookup.Close()
@@ -168,13 +194,13 @@ func (r *cacheRun) writer() {
 	}
 	for {
 		select {
-		case op, ok := <-r.ops:
+		case ops, ok := <-r.ops:
 			if !ok {
 				flush()
 				r.done <- firstErr
 				return
 			}
-			batch = append(batch, op)
+			batch = append(batch, ops...)
 			if len(batch) >= cacheBatch {
 				flush()
 			}

@@ -26,6 +26,7 @@ type run struct {
 	cancel context.CancelCauseFunc
 	cache  *cacheRun
 	jobs   chan *job // walker -> workers
+	pipe   *pipe     // instead of jobs and workers: FILDES pipelined by the walker
 
 	// skipDirs are directories never entered (the quarantine, the overlay
 	// layers of containers scanned through their roots). Written before the
@@ -114,14 +115,20 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 		targets = append(targets, target{path: filepath.Clean(p)})
 	}
 
-	r.jobs = make(chan *job, 8*s.cfg.Workers)
 	var workers, counter sync.WaitGroup
-	// One worker more than clamd has threads for us: while each thread scans
-	// a file, one more request waits in clamd's queue, so a thread that
-	// finishes starts on it at once instead of idling while the scanner
-	// answers and opens the next file.
-	for range s.cfg.Workers + 1 {
-		workers.Go(r.worker)
+	if pe, ok := s.cfg.Engine.(pipelineEngine); ok && pe.pipelined() {
+		// The walker's goroutine opens, sends and collects answers itself
+		// (see pipe.go): no hand-offs between goroutines per file.
+		r.pipe = &pipe{r: r, eng: pe, limit: s.cfg.Workers + 1, inflight: map[int]*prepared{}}
+	} else {
+		r.jobs = make(chan *job, 8*s.cfg.Workers)
+		// One worker more than clamd has threads for us: while each thread
+		// scans a file, one more request waits in clamd's queue, so a thread
+		// that finishes starts on it at once instead of idling while the
+		// scanner answers and opens the next file.
+		for range s.cfg.Workers + 1 {
+			workers.Go(r.worker)
+		}
 	}
 	if opts.Count {
 		counter.Go(func() {
@@ -146,7 +153,11 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 		}
 		w.walk(t)
 	}
-	close(r.jobs)
+	if r.pipe != nil {
+		r.pipe.drain()
+	} else {
+		close(r.jobs)
+	}
 	workers.Wait()
 	counter.Wait()
 	if r.cache != nil {
@@ -256,9 +267,26 @@ func (r *run) skip(path, cpath string, ctr *Container, reason string, detail err
 
 // prepared is a file opened for clamd.
 type prepared struct {
-	j  *job
-	f  *os.File
-	st unix.Stat_t
+	j     *job
+	fd    int
+	f     *os.File // made from fd only when needed (the worker path, a detection)
+	st    unix.Stat_t
+	tries int // connections it was sent on (the pipelined path)
+}
+
+func (p *prepared) file() *os.File {
+	if p.f == nil {
+		p.f = os.NewFile(uintptr(p.fd), p.j.path)
+	}
+	return p.f
+}
+
+func (p *prepared) close() {
+	if p.f != nil {
+		p.f.Close()
+	} else {
+		unix.Close(p.fd)
+	}
 }
 
 func (r *run) worker() {
@@ -272,7 +300,7 @@ func (r *run) worker() {
 		if r.ctx.Err() == nil {
 			if p := r.prepare(j); p != nil {
 				r.send(&conn, p)
-				p.f.Close()
+				p.close()
 			}
 		}
 		j.dir.release()
@@ -325,7 +353,7 @@ func typeReason(mode uint32) string {
 func (r *run) prepare(j *job) *prepared {
 	p := &prepared{j: j}
 	st := &p.st
-	if r.cache != nil {
+	if r.cache != nil && !r.cache.empty { // nothing to look up: skip the extra stat
 		if err := unix.Fstatat(j.dir.fd, j.name, st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			r.doneFiles.Add(1)
 			r.skip(j.path, j.cpath, j.ctr, openReason(err), err)
@@ -376,15 +404,21 @@ func (r *run) prepare(j *job) *prepared {
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_NOATIME); err != nil {
 		unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0) // opened without O_NOATIME (not the owner)
 	}
-	p.f = os.NewFile(uintptr(fd), j.path)
+	p.fd = fd
 	return p
 }
 
 // send has clamd scan one opened file and deals with the answer.
 func (r *run) send(conn *Conn, p *prepared) {
-	j, st := p.j, &p.st
+	j := p.j
 	r.current.Store(&j.path)
-	v, err := r.scanFile(conn, p.f)
+	v, err := r.scanFile(conn, p.file())
+	r.answered(p, v, err)
+}
+
+// answered deals with clamd's answer about one file (err: none came).
+func (r *run) answered(p *prepared, v Verdict, err error) {
+	j, st := p.j, &p.st
 	if err == nil || r.ctx.Err() == nil {
 		r.doneBytes.Add(st.Size)
 	}
@@ -403,7 +437,7 @@ func (r *run) send(conn *Conn, p *prepared) {
 		if r.cache != nil {
 			r.cache.forget(keyOf(st))
 		}
-		r.detect(j, p.f, st, v.Signature)
+		r.detect(j, p.file(), st, v.Signature)
 	default:
 		r.files.Add(1)
 		r.bytes.Add(st.Size)
@@ -461,28 +495,39 @@ func (r *run) scanFile(conn *Conn, f *os.File) (Verdict, error) {
 }
 
 func (r *run) dial() (Conn, error) {
+	var c Conn
+	err := r.retryDial(func(ctx context.Context) (err error) {
+		c, err = r.s.cfg.Engine.Open(ctx)
+		return err
+	})
+	return c, err
+}
+
+// retryDial calls open until it succeeds, the scan ends, or clamd has been
+// unreachable for clamdWait (which fails the scan).
+func (r *run) retryDial(open func(context.Context) error) error {
 	wait := clamdWait
 	if r.s.clamdWait > 0 {
 		wait = r.s.clamdWait
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		c, err := r.s.cfg.Engine.Open(r.ctx)
+		err := open(r.ctx)
 		if err == nil {
-			return c, nil
+			return nil
 		}
 		if r.ctx.Err() != nil {
-			return nil, r.ctx.Err()
+			return r.ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			err = fmt.Errorf("cannot reach clamd for %s: %w", wait, err)
 			r.fail(err)
-			return nil, err
+			return err
 		}
 		select {
 		case <-time.After(time.Second):
 		case <-r.ctx.Done():
-			return nil, r.ctx.Err()
+			return r.ctx.Err()
 		}
 	}
 }

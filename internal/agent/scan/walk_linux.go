@@ -268,6 +268,10 @@ func (w *walker) file(d *dirHandle, name, path, cpath string, ctr *Container) {
 		return
 	}
 	d.refs.Add(1)
+	if w.r.pipe != nil {
+		w.r.pipe.submit(&job{dir: d, name: name, path: path, cpath: cpath, ctr: ctr})
+		return
+	}
 	select {
 	case w.r.jobs <- &job{dir: d, name: name, path: path, cpath: cpath, ctr: ctr}:
 	case <-w.r.ctx.Done():

@@ -1,0 +1,184 @@
+//go:build unix
+
+package clamd
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pipelinePoll is how often a Recv blocked on clamd looks at its context.
+const pipelinePoll = 250 * time.Millisecond
+
+// Pipeline is one IDSESSION connection over a unix socket for FILDES, driven
+// by a single goroutine with plain blocking system calls: no poller, no
+// reader goroutine, no timer per call. It exists for scanning many files,
+// where Session's per-call machinery costs as much CPU as the scanner's
+// other work: the caller sends up to N descriptors, then receives replies
+// (in the order clamd finishes them, each with its id) and sends more.
+// It is not safe for concurrent use.
+type Pipeline struct {
+	addr   Addr
+	fd     int
+	nextID int
+	cmd    []byte // "zFILDES\x00"
+	nul    [1]byte
+	oob    []byte // one SCM_RIGHTS message, rewritten per descriptor
+	buf    []byte // bytes read from clamd; [r:w] not parsed yet
+	r, w   int
+}
+
+// Pipeline opens an IDSESSION connection for SendFD and Recv (unix sockets
+// only). ctx bounds only the opening.
+func (c *Client) Pipeline(ctx context.Context) (*Pipeline, error) {
+	if c.Addr.Network != "unix" {
+		return nil, fmt.Errorf("clamd FILDES %s: descriptor passing needs a unix socket", c.Addr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("clamd IDSESSION %s: %w", c.Addr, context.Cause(ctx))
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("clamd IDSESSION: connect to %s: %w", c.Addr, err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: c.Addr.Address}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("clamd IDSESSION: connect to %s: %w", c.Addr, err)
+	}
+	// Reads wake up this often so that Recv can notice a cancelled context.
+	tv := unix.NsecToTimeval(pipelinePoll.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("clamd IDSESSION %s: set receive timeout: %w", c.Addr, err)
+	}
+	p := &Pipeline{
+		addr: c.Addr, fd: fd,
+		cmd: []byte("zFILDES\x00"),
+		oob: unix.UnixRights(0),
+		buf: make([]byte, 4096),
+	}
+	if err := p.write([]byte("zIDSESSION\x00")); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("clamd IDSESSION %s: %w", c.Addr, err)
+	}
+	return p, nil
+}
+
+func (p *Pipeline) write(b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.SendmsgN(p.fd, b, nil, nil, unix.MSG_NOSIGNAL)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// SendFD sends FILDES with fd and returns the id clamd will answer under:
+// the command, then one NUL byte carrying the descriptor, as clamdscan does
+// (clamd 1.4 closes the connection when the descriptor comes with the
+// command itself). The caller keeps fd open until the reply. An error leaves
+// the session unusable.
+func (p *Pipeline) SendFD(fd int) (int, error) {
+	if err := p.write(p.cmd); err != nil {
+		return 0, fmt.Errorf("clamd FILDES %s: send command: %w", p.addr, err)
+	}
+	// The descriptor follows the header (the message is padded after it).
+	binary.NativeEndian.PutUint32(p.oob[unix.CmsgLen(0):], uint32(fd))
+	for {
+		_, err := unix.SendmsgN(p.fd, p.nul[:], p.oob, nil, unix.MSG_NOSIGNAL)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("clamd FILDES %s: send descriptor: %w", p.addr, err)
+		}
+		break
+	}
+	p.nextID++
+	return p.nextID, nil
+}
+
+// Recv waits for the next reply and returns its id and text (without the
+// "<id>: " prefix). A reply that is clamd refusing the command (rather than
+// a result about the file) comes back as a *ReplyError. ctx is looked at
+// every quarter second while waiting.
+func (p *Pipeline) Recv(ctx context.Context) (int, string, error) {
+	for {
+		if i := bytes.IndexByte(p.buf[p.r:p.w], 0); i >= 0 {
+			line := p.buf[p.r : p.r+i]
+			p.r += i + 1
+			return p.parse(line)
+		}
+		if p.r > 0 { // keep the unparsed tail at the start
+			p.w = copy(p.buf, p.buf[p.r:p.w])
+			p.r = 0
+		}
+		if p.w == len(p.buf) {
+			if len(p.buf) >= MaxReplyBytes {
+				return 0, "", fmt.Errorf("clamd IDSESSION %s: reply longer than %d bytes", p.addr, MaxReplyBytes)
+			}
+			p.buf = append(p.buf, make([]byte, len(p.buf))...)
+		}
+		n, err := unix.Read(p.fd, p.buf[p.w:])
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN || err == unix.EWOULDBLOCK:
+			if ctx.Err() != nil {
+				return 0, "", fmt.Errorf("clamd FILDES %s: %w", p.addr, context.Cause(ctx))
+			}
+		case err != nil:
+			return 0, "", fmt.Errorf("clamd FILDES %s: %w: %v", p.addr, ErrSessionClosed, err)
+		case n == 0:
+			if bytes.HasPrefix(p.buf[p.r:p.w], []byte("COMMAND READ TIMED OUT")) {
+				return 0, "", fmt.Errorf("clamd FILDES %s: %w: %w", p.addr, ErrSessionClosed, errReadTimedOut)
+			}
+			return 0, "", fmt.Errorf("clamd FILDES %s: %w", p.addr, ErrSessionClosed)
+		default:
+			p.w += n
+		}
+	}
+}
+
+func (p *Pipeline) parse(line []byte) (int, string, error) {
+	idText, rest, ok := bytes.Cut(line, []byte(": "))
+	id, err := strconv.Atoi(string(idText))
+	if !ok || err != nil || id <= 0 {
+		return 0, "", fmt.Errorf("%w: %w", ErrSessionClosed, &ReplyError{Command: "IDSESSION", Reply: string(line), Err: ErrProtocol, Addr: p.addr.String()})
+	}
+	reply := string(rest)
+	if err := replyErrorNoPath("FILDES", reply); err != nil {
+		return id, reply, withAddr(err, p.addr)
+	}
+	return id, reply, nil
+}
+
+// FildesResult parses a FILDES reply from Recv; name becomes Result.Path.
+func (p *Pipeline) FildesResult(reply, name string) (Result, error) {
+	r, err := mergeResults("FILDES", []string{reply}, name)
+	return r, withAddr(err, p.addr)
+}
+
+// Close ends the session without waiting for replies still owed.
+func (p *Pipeline) Close() error {
+	if p.fd < 0 {
+		return nil
+	}
+	err := unix.Close(p.fd)
+	p.fd = -1
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("clamd IDSESSION %s: close: %w", p.addr, err)
+	}
+	return nil
+}
