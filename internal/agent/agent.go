@@ -403,6 +403,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		if warning != nil {
 			a.log.Warn("limits are not enforced", "err", warning)
 		}
+		// The agent's own scanning (walking, opening, talking to clamd)
+		// runs under the limits too: DESIGN's "clamd and scan work".
+		if err := grp.AddSelf(); err != nil {
+			a.log.Warn("limits: the agent's own scanning is not limited", "err", err)
+		}
 		a.log.Info("limits", "mode", string(grp.Mode()), "cpu_percent", lim.CPUPercent, "memory_bytes", lim.MemoryBytes, "cgroups", grp.Paths(), "placement", grp.Placement())
 		a.mu.Lock()
 		a.limits = grp

@@ -25,7 +25,7 @@ import (
 const cpuWindow = 10 * time.Second
 
 // TestAgentLimits: limits.cpu_percent 20 and memory_bytes put the managed
-// clamd into a cgroup with that CPU quota and memory limit, and while clamd
+// clamd and the agent itself into a cgroup with that CPU quota and memory limit, and while clamd
 // is kept busy scanning, its CPU use stays at about a fifth of one core.
 func TestAgentLimits(t *testing.T) {
 	testutil.NeedRoot(t)
@@ -51,6 +51,11 @@ func TestAgentLimits(t *testing.T) {
 	}
 	if !strings.Contains(string(cg), cgroupName("node1")) {
 		t.Fatalf("clamd (pid %d) is not in the agent's cgroup:\n%s", pid, cg)
+	}
+	// The agent's own scanning is limited too: the agent (this test
+	// process) joined the group.
+	if self, err := os.ReadFile("/proc/self/cgroup"); err != nil || !strings.Contains(string(self), cgroupName("node1")) {
+		t.Errorf("the agent itself is not in its limits' cgroup (%v):\n%s", err, self)
 	}
 	quota, memLimit := false, false
 	for _, dir := range g.Paths() {

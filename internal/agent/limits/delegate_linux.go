@@ -13,20 +13,18 @@ import (
 	"strings"
 )
 
-// Names inside a delegated cgroup. cgroup v2's "no internal processes"
-// rule: once own enables controllers for its children it may hold no
-// process itself, so the agent moves into a leaf beside clamd's.
-const (
-	delegAgentLeaf = "agent"
-	delegGroupLeaf = "clamd"
-)
+// The limited group inside a delegated cgroup. cgroup v2's "no internal
+// processes" rule: once own enables controllers for its children it may
+// hold no process itself, so the agent moves into the group's leaf, where
+// its own scanning work (walking, opening files) is limited with clamd.
+const delegGroupLeaf = "clamd"
 
 // delegation is what New did inside the cgroup the agent was started in,
 // for Close (and a failed New) to undo.
 type delegation struct {
 	own     string   // the cgroup the agent was started in
-	leaf    string   // own/agent
-	made    bool     // New created leaf
+	leaf    string   // own/clamd, the limited group
+	made    bool     // New created leaf (or found it left by an earlier run)
 	moved   bool     // New moved the agent into leaf
 	enabled []string // controllers New enabled in own/cgroup.subtree_control
 }
@@ -95,27 +93,23 @@ func (g *Group) delegated() (own, why string) {
 	return own, ""
 }
 
-// setupV2Delegated builds own/agent (the agent moves there) and own/clamd
-// (the limited group) in the agent's own cgroup.
+// setupV2Delegated builds own/clamd, the limited group, in the agent's own
+// cgroup and moves the agent into it: own then holds no process and may
+// enable cpu and memory for its children.
 func (g *Group) setupV2Delegated(own string) error {
-	d := &delegation{own: own, leaf: filepath.Join(own, delegAgentLeaf)}
+	group := filepath.Join(own, delegGroupLeaf)
+	d := &delegation{own: own, leaf: group}
 	g.deleg = d
-	err := os.Mkdir(d.leaf, 0o755)
-	switch {
-	case err == nil:
-		d.made = true
-	case !errors.Is(err, os.ErrExist):
-		return fmt.Errorf("create cgroup %s: %w", d.leaf, err)
+	if err := os.Mkdir(group, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create cgroup %s: %w", group, err)
 	}
-	if err := writeFile(filepath.Join(d.leaf, "cgroup.procs"), strconv.Itoa(g.cfg.pid)); err != nil {
-		return fmt.Errorf("move the agent into %s: %w", d.leaf, err)
+	d.made = true // ours by name, inside our own cgroup, even when left by a crash
+	if err := writeFile(filepath.Join(group, "cgroup.procs"), strconv.Itoa(g.cfg.pid)); err != nil {
+		return fmt.Errorf("move the agent into %s: %w", group, err)
 	}
 	d.moved = true
+	var err error
 	if d.enabled, err = enableControllers(own); err != nil {
-		return err
-	}
-	group := filepath.Join(own, delegGroupLeaf)
-	if err := g.mkdir(group, false); err != nil {
 		return err
 	}
 	if err := g.writeLimits(group); err != nil {
@@ -127,8 +121,8 @@ func (g *Group) setupV2Delegated(own string) error {
 }
 
 // undoDelegation puts the agent's cgroup back as New found it: controllers
-// off again, the agent (and anything it started meanwhile) back in own,
-// own/agent removed. Called after the group itself is gone.
+// off again (own may hold processes only then), the agent and anything
+// still in the group back in own, own/clamd removed.
 func (g *Group) undoDelegation() error {
 	d := g.deleg
 	if d == nil {
@@ -145,14 +139,16 @@ func (g *Group) undoDelegation() error {
 		}
 	}
 	if d.moved {
-		pids := []string{strconv.Itoa(g.cfg.pid)}
+		self := strconv.Itoa(g.cfg.pid)
+		var pids []string
 		if b, err := os.ReadFile(filepath.Join(d.leaf, "cgroup.procs")); err == nil {
 			for _, p := range strings.Fields(string(b)) {
-				if !slices.Contains(pids, p) {
+				if p != self && !slices.Contains(pids, p) {
 					pids = append(pids, p)
 				}
 			}
 		}
+		pids = append(pids, self)
 		for _, p := range pids {
 			if err := writeFile(filepath.Join(d.own, "cgroup.procs"), p); err != nil && !errors.Is(err, errNoProcess) {
 				return fmt.Errorf("limits: move pid %s back to %s: %w", p, d.own, err)

@@ -38,9 +38,9 @@ func fakeDelegated(t *testing.T) (root, own, self string) {
 }
 
 // TestCgroup2Delegated: under systemd with Delegate=, the agent moves into
-// <own>/agent, enables cpu and memory for its cgroup's children and limits
-// clamd in <own>/clamd, touching nothing outside its cgroup; Close puts
-// everything back as it was.
+// <own>/clamd (its own scanning is limited with clamd), enables cpu and
+// memory for its cgroup's children and limits that group, touching nothing
+// outside its cgroup; Close puts everything back as it was.
 func TestCgroup2Delegated(t *testing.T) {
 	root, own, self := fakeDelegated(t)
 	g, warn, err := New(Config{Name: "agent-node1", CPUPercent: 50, MemoryBytes: 256 << 20, Root: root,
@@ -56,7 +56,7 @@ func TestCgroup2Delegated(t *testing.T) {
 		t.Errorf("Placement %q", g.Placement())
 	}
 	for f, want := range map[string]string{
-		filepath.Join(own, "agent", "cgroup.procs"):   strconv.Itoa(agentPID), // the agent left own first
+		filepath.Join(own, "clamd", "cgroup.procs"):   strconv.Itoa(agentPID), // the agent left own first
 		filepath.Join(own, "cgroup.subtree_control"):  "+cpu +memory",
 		filepath.Join(group, "cpu.max"):               "50000 100000",
 		filepath.Join(group, "memory.max"):            "268435456",
@@ -68,6 +68,12 @@ func TestCgroup2Delegated(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "avfleet")); !os.IsNotExist(err) {
 		t.Errorf("created %s/avfleet outside the delegated subtree: %v", root, err)
+	}
+	if err := g.AddSelf(); err != nil { // already there
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(own, "agent")); !os.IsNotExist(err) {
+		t.Errorf("made a separate leaf for the agent: %v", err)
 	}
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
@@ -87,10 +93,8 @@ func TestCgroup2Delegated(t *testing.T) {
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{group, filepath.Join(own, "agent")} {
-		if _, err := os.Stat(d); !os.IsNotExist(err) {
-			t.Errorf("Close left %s: %v", d, err)
-		}
+	if _, err := os.Stat(group); !os.IsNotExist(err) {
+		t.Errorf("Close left %s: %v", group, err)
 	}
 	if got := read(t, filepath.Join(own, "cgroup.subtree_control")); got != "-cpu -memory" {
 		t.Errorf("own subtree_control after Close = %q, want the controllers New enabled turned off", got)
@@ -152,14 +156,13 @@ func TestCgroup2NotDelegated(t *testing.T) {
 func TestCgroup2DelegatedFailureUndone(t *testing.T) {
 	root, own, self := fakeDelegated(t)
 	group := filepath.Join(own, "clamd")
-	os.RemoveAll(group)
-	write(t, group, "not a directory") // cpu.max cannot be written under it
+	write(t, filepath.Join(group, "cpu.max", "x"), "a directory") // cpu.max cannot be written
 	_, _, err := New(Config{Name: "n", CPUPercent: 100, Root: root, rmdir: os.RemoveAll, selfCgroup: self, pid: agentPID})
 	if err == nil || !strings.Contains(err.Error(), "cpu.max") {
 		t.Fatalf("New: %v, want the cpu.max failure", err)
 	}
-	if _, err := os.Stat(filepath.Join(own, "agent")); !os.IsNotExist(err) {
-		t.Errorf("left %s/agent: %v", own, err)
+	if _, err := os.Stat(group); !os.IsNotExist(err) {
+		t.Errorf("left %s: %v", group, err)
 	}
 	if got := read(t, filepath.Join(own, "cgroup.subtree_control")); got != "-cpu -memory" {
 		t.Errorf("own subtree_control = %q", got)

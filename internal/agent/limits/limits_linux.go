@@ -157,7 +157,7 @@ func (g *Group) setupV2() error {
 	if own != "" {
 		err := g.setupV2Delegated(own)
 		if err == nil {
-			g.placed = "in the agent's delegated cgroup " + own + " (the agent moved to " + delegAgentLeaf + "/)"
+			g.placed = "in the agent's delegated cgroup " + own + " (the agent runs in " + delegGroupLeaf + "/ with clamd)"
 			return nil
 		}
 		rerr := g.removeCreated()
@@ -368,6 +368,18 @@ func (g *Group) Add(pid int) error {
 	return nil
 }
 
+// AddSelf puts the agent itself into the group, so that its scanning work
+// (walking directories, opening files, talking to clamd) is limited with
+// clamd's: DESIGN's limits are "for clamd + scans". In ModeNice the agent's
+// threads get nice 10 and the idle I/O class. In a delegated cgroup the
+// agent is there already. Close moves it back.
+func (g *Group) AddSelf() error {
+	if g.deleg != nil {
+		return nil
+	}
+	return g.Add(g.cfg.pid)
+}
+
 // originOf reads the cgroups pid is in now (/proc/PID/cgroup), one per
 // hierarchy of procs, so Close can put a still-running process back.
 func originOf(pid int, procs []procDir) []procDir {
@@ -492,6 +504,9 @@ func (g *Group) Close() error {
 	}
 	var errs []error
 	for _, p := range g.procs {
+		if g.deleg != nil {
+			break // undoDelegation moves everyone back to the agent's own cgroup
+		}
 		b, err := os.ReadFile(filepath.Join(p.dir, "cgroup.procs"))
 		if err != nil {
 			continue
@@ -501,12 +516,7 @@ func (g *Group) Close() error {
 			if err != nil {
 				continue
 			}
-			dest := p.root
-			for _, o := range g.origin[pid] {
-				if o.root == p.root {
-					dest = o.dir
-				}
-			}
+			dest := g.originDir(pid, p)
 			if err := writeFile(filepath.Join(dest, "cgroup.procs"), f); err != nil && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("limits: move pid %d out of %s: %w", pid, p.dir, err))
 			}
@@ -519,6 +529,20 @@ func (g *Group) Close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// originDir is where Close puts pid back in p's hierarchy: where it was
+// before Add; for a process started from inside the group (clamd, forked by
+// an agent already in it), where the agent came from; else the root.
+func (g *Group) originDir(pid int, p procDir) string {
+	for _, id := range []int{pid, g.cfg.pid} {
+		for _, o := range g.origin[id] {
+			if o.root == p.root && o.dir != p.dir {
+				return o.dir
+			}
+		}
+	}
+	return p.root
 }
 
 // removeCreated removes the directories New created, leaves first. The

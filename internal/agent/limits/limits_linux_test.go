@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,6 +142,34 @@ func TestCgroup2Fake(t *testing.T) {
 	}
 	if err := g.Add(1); err == nil {
 		t.Error("Add after Close succeeded")
+	}
+}
+
+// TestCgroup2FakeAddSelf: at the cgroup root, AddSelf moves the agent
+// into the limited group beside clamd; Close moves it back out (the fake
+// pid has no /proc entry to say where from, so to the hierarchy's root).
+func TestCgroup2FakeAddSelf(t *testing.T) {
+	root := fakeV2(t, "cpu memory", "n")
+	const self = 4242
+	g, warn, err := New(Config{Name: "n", CPUPercent: 50, Root: root, rmdir: os.RemoveAll, selfCgroup: inRoot(t), pid: self})
+	if err != nil || warn != nil || g.Mode() != ModeCgroup2 {
+		t.Fatalf("New: mode %s, %v, warning %v", g.Mode(), err, warn)
+	}
+	leaf := filepath.Join(root, "avfleet", "n")
+	if err := g.AddSelf(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, filepath.Join(leaf, "cgroup.procs")); got != strconv.Itoa(self) {
+		t.Errorf("group cgroup.procs after AddSelf = %q, want the agent's pid", got)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, filepath.Join(root, "cgroup.procs")); got != strconv.Itoa(self) {
+		t.Errorf("root cgroup.procs after Close = %q, want the agent moved back", got)
+	}
+	if _, err := os.Stat(leaf); !os.IsNotExist(err) {
+		t.Errorf("Close left %s: %v", leaf, err)
 	}
 }
 
@@ -461,6 +490,53 @@ func TestCgroup1Real(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{cpuDir, memDir} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("Close left %s", d)
+		}
+	}
+}
+
+// TestCgroup1RealAddSelf: the agent (here the test process) joins the cpu
+// and memory groups clamd is limited in, and Close puts it back where it
+// was, so the groups can be removed.
+func TestCgroup1RealAddSelf(t *testing.T) {
+	testutil.NeedRoot(t)
+	if ok, reason := v2Usable(DefaultRoot); ok {
+		testutil.Skip(t, "this host has cgroup v2 with controllers; the v1 test needs v1 (v2 is tested on a fake)")
+	} else if ok, reason2 := v1Usable(DefaultRoot); !ok {
+		testutil.Skip(t, reason+"; "+reason2)
+	}
+	before := read(t, "/proc/self/cgroup")
+	name := fmt.Sprintf("test-self-%d", os.Getpid())
+	g, warn, err := New(Config{Name: name, CPUPercent: 100, MemoryBytes: 1 << 30})
+	if err != nil || warn != nil || g.Mode() != ModeCgroup1 {
+		t.Fatalf("New: mode %s, %v, warning %v", g.Mode(), err, warn)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := g.AddSelf(); err != nil {
+		t.Fatal(err)
+	}
+	now := read(t, "/proc/self/cgroup")
+	for _, ctrl := range []string{"cpu", "memory"} {
+		want := "/avfleet/" + name
+		found := false
+		for _, line := range strings.Split(now, "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), ctrl) {
+				found = parts[2] == want
+			}
+		}
+		if !found {
+			t.Errorf("after AddSelf the %s hierarchy does not put this process in %s:\n%s", ctrl, want, now)
+		}
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := read(t, "/proc/self/cgroup"); after != before {
+		t.Errorf("after Close /proc/self/cgroup =\n%s\nwant as before:\n%s", after, before)
+	}
+	for _, d := range g.Paths() {
 		if _, err := os.Stat(d); !os.IsNotExist(err) {
 			t.Errorf("Close left %s", d)
 		}
