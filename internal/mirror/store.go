@@ -1,6 +1,8 @@
 package mirror
 
 import (
+	"github.com/avfleet/avfleet/internal/flock"
+
 	"bytes"
 	"context"
 	"errors"
@@ -138,11 +140,11 @@ type locked struct {
 func (s *Store) withLock(ctx context.Context, fn func(*locked) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fl, err := acquireFileLock(ctx, filepath.Join(s.opt.DataDir, "lock"))
+	fl, err := flock.Acquire(ctx, filepath.Join(s.opt.DataDir, "lock"), "held by another avfleet mirror process")
 	if err != nil {
 		return err
 	}
-	defer fl.release()
+	defer fl.Release()
 	l, err := s.recoverLocked()
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 package updater
 
 import (
+	"github.com/avfleet/avfleet/internal/flock"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -53,15 +55,15 @@ func OpenStore(stateDir string) (*Store, error) {
 // done: sets being built, a symlink being swapped, partial downloads. It
 // never touches the sets db and prev point to.
 func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
-	l, err := lockFile(ctx, s.path("lock"))
+	l, err := flock.Acquire(ctx, s.path("lock"), "another avfleet agent process is installing definitions")
 	if err != nil {
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
-		l.unlock()
+		l.Release()
 		return nil, err
 	}
-	return l.unlock, nil
+	return l.Release, nil
 }
 
 func (s *Store) path(name ...string) string {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package mirror
+package flock
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fileLock is an exclusive flock on data_dir/lock. flock is released by the
-// kernel when the process dies, so a kill -9 never leaves the store locked.
-type fileLock struct{ f *os.File }
+// Lock is a held lock; Release gives it back.
+type Lock struct{ f *os.File }
 
-// acquireFileLock waits for the lock until ctx ends. It polls with LOCK_NB so
-// that cancellation works (a blocking flock cannot be interrupted).
-func acquireFileLock(ctx context.Context, path string) (*fileLock, error) {
+// Acquire takes an exclusive lock on path (created 0600 if missing), waiting
+// until ctx ends. It polls with LOCK_NB, since a blocking flock cannot be
+// interrupted. holder says, for the error when ctx ends first, who else
+// holds such a lock (e.g. "held by another avfleet mirror process").
+func Acquire(ctx context.Context, path, holder string) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
@@ -26,7 +27,7 @@ func acquireFileLock(ctx context.Context, path string) (*fileLock, error) {
 	for wait := 5 * time.Millisecond; ; {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return &fileLock{f}, nil
+			return &Lock{f}, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
@@ -35,7 +36,7 @@ func acquireFileLock(ctx context.Context, path string) (*fileLock, error) {
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("waiting for lock %s (held by another avfleet mirror process): %w", path, ctx.Err())
+			return nil, fmt.Errorf("waiting for lock %s (%s): %w", path, holder, ctx.Err())
 		case <-time.After(wait):
 		}
 		if wait < 100*time.Millisecond {
@@ -44,7 +45,8 @@ func acquireFileLock(ctx context.Context, path string) (*fileLock, error) {
 	}
 }
 
-func (l *fileLock) release() {
+// Release unlocks and closes the lock file.
+func (l *Lock) Release() {
 	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	l.f.Close()
 }
