@@ -3,60 +3,21 @@ package updater
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/avfleet/avfleet/internal/mirror/api"
 	"io"
 	"regexp"
 	"strings"
-	"time"
 )
 
-// Manifest is the mirror's GET /api/v1/manifest (docs/api.md). The agent
-// decodes its own copy of the types so that it does not depend on the mirror
-// package; unknown fields are ignored, as the API promises.
-type Manifest struct {
-	ETag        string       `json:"etag"`
-	Generation  uint64       `json:"generation"`
-	PublishedAt time.Time    `json:"published_at"`
-	Databases   []ManifestDB `json:"databases"`
-}
-
-// ManifestDB is one database as the mirror serves it.
-type ManifestDB struct {
-	Name         string      `json:"name"`
-	Version      uint        `json:"version"`
-	BuildTime    time.Time   `json:"build_time"`
-	Sigs         uint        `json:"sigs"`
-	FLevel       uint        `json:"flevel"`
-	Kind         string      `json:"kind"` // cvd | cld | cud
-	Path         string      `json:"path"`
-	Size         int64       `json:"size"`
-	SHA256       string      `json:"sha256"`
-	SignPath     string      `json:"sign_path"`
-	SignedBy     string      `json:"signed_by"`
-	FullVersion  uint        `json:"full_version"`
-	FullPath     string      `json:"full_path"`
-	FullSize     int64       `json:"full_size"`
-	FullSHA256   string      `json:"full_sha256"`
-	FullSignPath string      `json:"full_sign_path"`
-	CDiffs       *CDiffRange `json:"cdiffs"`
-	CDiffFiles   []CDiffFile `json:"cdiff_files"`
-	Held         bool        `json:"held"`
-	RolledBack   bool        `json:"rolled_back"`
-}
-
-// CDiffRange says /{db}-{n}.cdiff exists for every n in From..To.
-type CDiffRange struct {
-	From uint `json:"from"`
-	To   uint `json:"to"`
-}
-
-// CDiffFile is one served cdiff.
-type CDiffFile struct {
-	Version  uint   `json:"version"`
-	Path     string `json:"path"`
-	Size     int64  `json:"size"`
-	SHA256   string `json:"sha256"`
-	SignPath string `json:"sign_path"`
-}
+// The manifest's types are the mirror's own (internal/mirror/api depends on
+// nothing but the standard library, so the agent does not pull in the
+// mirror's store); unknown fields are ignored, as docs/api.md promises.
+type (
+	Manifest   = api.Manifest
+	ManifestDB = api.Database
+	CDiffRange = api.CDiffRange
+	CDiffFile  = api.CDiffFile
+)
 
 // maxManifestBytes bounds what the agent reads as a manifest: a few hundred
 // bytes per database, so 4 MiB is generous and still cheap.
@@ -84,13 +45,13 @@ func DecodeManifest(r io.Reader) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("manifest: not the JSON of docs/api.md: %w", err)
 	}
-	if err := m.validate(); err != nil {
+	if err := validateManifest(&m); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	return &m, nil
 }
 
-func (m *Manifest) validate() error {
+func validateManifest(m *Manifest) error {
 	if m.ETag == "" || strings.ContainsAny(m.ETag, "\"\r\n ") || len(m.ETag) > 128 {
 		return fmt.Errorf("etag %q is empty or not a plain token", m.ETag)
 	}
@@ -104,14 +65,14 @@ func (m *Manifest) validate() error {
 			return fmt.Errorf("database %s: listed twice", d.Name)
 		}
 		seen[d.Name] = true
-		if err := d.validate(); err != nil {
+		if err := validateDB(d); err != nil {
 			return fmt.Errorf("database %s: %w", d.Name, err)
 		}
 	}
 	return nil
 }
 
-func (d *ManifestDB) validate() error {
+func validateDB(d *ManifestDB) error {
 	switch d.Kind {
 	case "cvd", "cld", "cud":
 	default:
@@ -179,8 +140,8 @@ func checkOptionalPath(p string) error {
 	return fmt.Errorf("%q is not a plain /name", p)
 }
 
-// Database returns the entry named name, or nil.
-func (m *Manifest) Database(name string) *ManifestDB {
+// findDB returns the entry named name, or nil.
+func findDB(m *Manifest, name string) *ManifestDB {
 	for i := range m.Databases {
 		if m.Databases[i].Name == name {
 			return &m.Databases[i]
@@ -191,7 +152,7 @@ func (m *Manifest) Database(name string) *ManifestDB {
 
 // cdiffChain returns the cdiff files that take version from to d.Version, in
 // order, or nil when the mirror does not hold that whole chain.
-func (d *ManifestDB) cdiffChain(from uint) []CDiffFile {
+func cdiffChain(d *ManifestDB, from uint) []CDiffFile {
 	if d.CDiffs == nil || from >= d.Version || d.CDiffs.To != d.Version || d.CDiffs.From > from+1 {
 		return nil
 	}

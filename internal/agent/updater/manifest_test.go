@@ -23,7 +23,7 @@ func TestDecodeManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := m.Database("test")
+	d := findDB(m, "test")
 	if d == nil || d.Version != 6 || d.CDiffs.To != 6 || len(d.CDiffFiles) != 5 {
 		t.Fatalf("%+v", d)
 	}
@@ -31,7 +31,7 @@ func TestDecodeManifest(t *testing.T) {
 		from uint
 		want int // chain length, 0 = none
 	}{{1, 5}, {2, 4}, {5, 1}, {6, 0}, {7, 0}, {0, 0}} {
-		if got := len(d.cdiffChain(tc.from)); got != tc.want {
+		if got := len(cdiffChain(d, tc.from)); got != tc.want {
 			t.Errorf("chain from %d: %d files, want %d", tc.from, got, tc.want)
 		}
 	}
@@ -83,7 +83,7 @@ func FuzzDecodeManifest(f *testing.F) {
 				t.Fatalf("accepted unsafe name or path: %q %q", d.Name, d.Path)
 			}
 			for from := uint(0); from < 4; from++ {
-				for _, c := range d.cdiffChain(from) {
+				for _, c := range cdiffChain(d, from) {
 					if !filePathRe.MatchString(c.Path) {
 						t.Fatalf("unsafe cdiff path %q", c.Path)
 					}

@@ -339,7 +339,7 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 	}
 	if cur != nil {
 		for name, inst := range cur.DBs {
-			if m.Database(name) == nil {
+			if findDB(m, name) == nil {
 				// Never reduce protection on the mirror's word: a database the
 				// manifest stops listing (a half-imported mirror, a mistake)
 				// stays installed at its version.
@@ -521,7 +521,7 @@ func (u *Updater) manifest(ctx context.Context) (*Manifest, *Client, error) {
 func (u *Updater) obtain(ctx context.Context, src *Client, d *ManifestDB, inst *Installed, b *Build) (method string, n int64, err error) {
 	var errs []error
 	if inst != nil && inst.Kind != cvd.KindCUD {
-		if chain := d.cdiffChain(inst.Header.Version); chain != nil {
+		if chain := cdiffChain(d, inst.Header.Version); chain != nil {
 			k, err := u.patch(ctx, src, d, inst.File, chain, b)
 			n += k
 			if err == nil {
@@ -543,7 +543,7 @@ func (u *Updater) obtain(ctx context.Context, src *Client, d *ManifestDB, inst *
 	if ctx.Err() == nil && d.FullPath != "" && d.FullPath != d.Path && d.FullVersion < d.Version {
 		// The mirror-built CLD was refused (for example: require_sign and a
 		// CLD has no .sign); build it here from the signed full CVD.
-		if chain := d.cdiffChain(d.FullVersion); chain != nil {
+		if chain := cdiffChain(d, d.FullVersion); chain != nil {
 			u.log.Warn("database file refused; trying the full database and its cdiffs", "database", d.Name, "err", err)
 			k, err := u.fullThenPatch(ctx, src, d, chain, b)
 			n += k
