@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command mirror-serve measures the mirror's HTTPS serving path (run by
 // bench/mirror-serve.sh; see there). It drives the real `avfleet mirror
 // serve` and, for comparison, Debian's nginx on the same file with the same

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command propagation measures how fast and how cheaply new definitions reach
 // nodes (bench/propagation.sh runs it; see there). Everything is real: the
 // avfleet binary runs the mirror, the agent and `mirror import` as separate
