@@ -16,24 +16,6 @@ import (
 	"github.com/avfleet/avfleet/internal/tlsutil"
 )
 
-// agentCLI runs the command line in-process with a context and captures its
-// output (swapping os.Stdout/os.Stderr: not parallel).
-func agentCLI(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	dir := t.TempDir()
-	out, _ := os.Create(filepath.Join(dir, "stdout"))
-	errf, _ := os.Create(filepath.Join(dir, "stderr"))
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = out, errf
-	code = run(ctx, args)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	out.Close()
-	errf.Close()
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
-	return code, string(o), string(e)
-}
-
 type cliMirror struct {
 	d      *mirror.Daemon
 	cancel context.CancelFunc
@@ -129,7 +111,7 @@ func TestAgentUpdateCommand(t *testing.T) {
 		if s.before != nil {
 			s.before()
 		}
-		code, out, errOut := agentCLI(t, ctx, "agent", "update", "--config", cfg)
+		code, out, errOut := runCLICtx(t, ctx, "agent", "update", "--config", cfg)
 		if code != s.code {
 			t.Fatalf("%s: exit %d, want %d\n%s%s", s.name, code, s.code, out, errOut)
 		}
@@ -152,7 +134,7 @@ func TestAgentRunCommand(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeAgentYAML(t, dir, certs, "node1", m.d.Addr("https"))
 
-	code, out, errOut := agentCLI(t, context.Background(), "agent", "run", "--config", cfg, "--check-config")
+	code, out, errOut := runCLICtx(t, context.Background(), "agent", "run", "--config", cfg, "--check-config")
 	if code != 0 || !strings.Contains(out, "node_name: node1") {
 		t.Fatalf("--check-config: exit %d\n%s%s", code, out, errOut)
 	}
@@ -163,12 +145,12 @@ func TestAgentRunCommand(t *testing.T) {
 	if err := tlsutil.IssueWith(certs, "node1", tlsutil.Options{Days: 10, Overwrite: true}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut = agentCLI(t, context.Background(), "agent", "run", "--config", cfg, "--check-config")
+	code, _, errOut = runCLICtx(t, context.Background(), "agent", "run", "--config", cfg, "--check-config")
 	if code != 0 || !strings.Contains(errOut, "TLS certificate expires within 30 days: renew it") || !strings.Contains(errOut, "cert=mirror.cert") {
 		t.Fatalf("--check-config with a certificate ending in 10 days: exit %d\n%s", code, errOut)
 	}
 	bad := writeAgentYAML(t, dir, certs, "web-7", m.d.Addr("https"))
-	code, _, errOut = agentCLI(t, context.Background(), "agent", "run", "--config", bad, "--check-config")
+	code, _, errOut = runCLICtx(t, context.Background(), "agent", "run", "--config", bad, "--check-config")
 	if code != 2 || !strings.Contains(errOut, `node_name "web-7" does not match the client certificate's CN "node1"`) {
 		t.Fatalf("--check-config with a wrong node_name: exit %d\n%s", code, errOut)
 	}
@@ -211,7 +193,7 @@ func TestAgentRunCommand(t *testing.T) {
 		syscall.Kill(os.Getpid(), syscall.SIGHUP)
 		wait("EICAR allowlisted after SIGHUP", func() bool { return found() == "" })
 	}()
-	code, _, errOut = agentCLI(t, ctx, "agent", "run", "--config", cfg)
+	code, _, errOut = runCLICtx(t, ctx, "agent", "run", "--config", cfg)
 	if code != 0 {
 		t.Fatalf("agent run after SIGTERM: exit %d\n%s", code, errOut)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -11,31 +10,6 @@ import (
 	"testing"
 	"time"
 )
-
-// certsRun runs the command line like main does and returns the exit code
-// and what it printed. It swaps os.Stdout/os.Stderr, so callers must not
-// run in parallel.
-func certsRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	errf, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = out, errf
-	code = run(context.Background(), args)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	out.Close()
-	errf.Close()
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
-	return code, string(o), string(e)
-}
 
 func certsReadCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
@@ -56,7 +30,7 @@ func certsReadCert(t *testing.T, path string) *x509.Certificate {
 
 func TestCertsInitAndIssue(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
-	code, out, errOut := certsRun(t, "certs", "init", "--dir", dir, "--host", "mirror.internal", "--host", "10.0.0.5",
+	code, out, errOut := runCLI(t, "certs", "init", "--dir", dir, "--host", "mirror.internal", "--host", "10.0.0.5",
 		"--client", "web-1", "--client", "db-1", "--days", "90")
 	if code != 0 {
 		t.Fatalf("init: exit %d, stderr %q", code, errOut)
@@ -98,7 +72,7 @@ func TestCertsInitAndIssue(t *testing.T) {
 
 	// A second init must not replace the CA.
 	caKey, _ := os.ReadFile(filepath.Join(dir, "ca.key"))
-	code, _, errOut = certsRun(t, "certs", "init", "--dir", dir)
+	code, _, errOut = runCLI(t, "certs", "init", "--dir", dir)
 	if code != 2 || !strings.Contains(errOut, "already exists") || !strings.Contains(errOut, "--force") {
 		t.Errorf("second init: exit %d, stderr %q", code, errOut)
 	}
@@ -106,7 +80,7 @@ func TestCertsInitAndIssue(t *testing.T) {
 		t.Fatal("second init replaced ca.key")
 	}
 
-	code, out, errOut = certsRun(t, "certs", "issue", "--dir", dir, "--client", "late-1", "--days", "7")
+	code, out, errOut = runCLI(t, "certs", "issue", "--dir", dir, "--client", "late-1", "--days", "7")
 	if code != 0 {
 		t.Fatalf("issue: exit %d, stderr %q", code, errOut)
 	}
@@ -123,14 +97,14 @@ func TestCertsInitAndIssue(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(dir, "late-1.key")); st.Mode().Perm() != 0o600 {
 		t.Errorf("issued key mode %v", st.Mode().Perm())
 	}
-	if code, _, _ = certsRun(t, "certs", "issue", "--dir", dir, "--client", "late-1"); code != 2 {
+	if code, _, _ = runCLI(t, "certs", "issue", "--dir", dir, "--client", "late-1"); code != 2 {
 		t.Errorf("issue over an existing certificate without --force: exit %d", code)
 	}
-	if code, _, errOut = certsRun(t, "certs", "issue", "--dir", dir, "--client", "late-1", "--force"); code != 0 {
+	if code, _, errOut = runCLI(t, "certs", "issue", "--dir", dir, "--client", "late-1", "--force"); code != 0 {
 		t.Errorf("issue --force: exit %d %s", code, errOut)
 	}
 
-	code, _, errOut = certsRun(t, "certs", "issue", "--dir", dir, "--server", "--host", "mirror2.internal", "--force")
+	code, _, errOut = runCLI(t, "certs", "issue", "--dir", dir, "--server", "--host", "mirror2.internal", "--force")
 	if code != 0 {
 		t.Fatalf("issue --server: exit %d %s", code, errOut)
 	}
@@ -158,7 +132,7 @@ func TestCertsUsageErrors(t *testing.T) {
 		{"issue client and server", []string{"certs", "issue", "--dir", dir, "--client", "n", "--server"}, "not both"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errOut := certsRun(t, tc.args...)
+			code, _, errOut := runCLI(t, tc.args...)
 			if code != 2 || !strings.Contains(errOut, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, errOut, tc.want)
 			}
@@ -171,7 +145,7 @@ func TestCertsUsageErrors(t *testing.T) {
 
 func TestCertsHelp(t *testing.T) {
 	for _, args := range [][]string{{"certs", "--help"}, {"certs", "init", "--help"}, {"certs", "issue", "--help"}} {
-		code, out, _ := certsRun(t, args...)
+		code, out, _ := runCLI(t, args...)
 		if code != 0 || !strings.Contains(out, "Exit codes:") || !strings.Contains(out, "Examples:") {
 			t.Errorf("%v: exit %d, help lacks exit codes or examples:\n%s", args, code, out)
 		}

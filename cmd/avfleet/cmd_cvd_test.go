@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,30 +12,6 @@ import (
 
 	"github.com/avfleet/avfleet/internal/testutil"
 )
-
-// cvdRun runs the command line like main does and returns the exit code and
-// what it printed. It swaps os.Stdout/os.Stderr: not for parallel tests.
-func cvdRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	errf, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = out, errf
-	code = run(context.Background(), args)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	out.Close()
-	errf.Close()
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
-	return code, string(o), string(e)
-}
 
 func realDB(t *testing.T, name string) string {
 	return filepath.Join(testutil.ClamAVTestdata(t), name)
@@ -59,7 +34,7 @@ func TestCVDVerifyCommand(t *testing.T) {
 			files = append(files, realDB(t, fmt.Sprintf("test-%d.cdiff", v)))
 		}
 	}
-	code, out, errOut := cvdRun(t, append([]string{"cvd", "verify"}, files...)...)
+	code, out, errOut := runCLI(t, append([]string{"cvd", "verify"}, files...)...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
@@ -79,7 +54,7 @@ func TestCVDVerifyCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyTo(t, certs, "clamav-test-ca.crt", ca)
-	code, out, _ = cvdRun(t, "cvd", "verify", "--certs-dir", certs, "--require-sign", realDB(t, "test-6.cvd"))
+	code, out, _ = runCLI(t, "cvd", "verify", "--certs-dir", certs, "--require-sign", realDB(t, "test-6.cvd"))
 	if code != 0 || !strings.Contains(out, ".sign verified (test-6.cvd.sign)") {
 		t.Errorf("with certs: exit %d: %s", code, out)
 	}
@@ -92,7 +67,7 @@ func TestCVDVerifyCommand(t *testing.T) {
 		}
 		copyTo(t, named, to, b)
 	}
-	code, out, _ = cvdRun(t, "cvd", "verify", "--certs-dir", certs, "--require-sign", filepath.Join(named, "test.cvd"))
+	code, out, _ = runCLI(t, "cvd", "verify", "--certs-dir", certs, "--require-sign", filepath.Join(named, "test.cvd"))
 	if code != 0 || !strings.Contains(out, ".sign verified (test-6.cvd.sign)") {
 		t.Errorf("DB-VERSION.cvd.sign beside DB.cvd: exit %d: %s", code, out)
 	}
@@ -106,32 +81,32 @@ func TestCVDVerifyCommand(t *testing.T) {
 	bad := bytes.Clone(good)
 	bad[len(bad)-10] ^= 0x20
 	badPath := copyTo(t, dir, "daily.cvd", bad)
-	code, out, _ = cvdRun(t, "cvd", "verify", realDB(t, "test-5.cvd"), badPath)
+	code, out, _ = runCLI(t, "cvd", "verify", realDB(t, "test-5.cvd"), badPath)
 	if code != 1 || !strings.Contains(out, badPath+": FAIL body-md5: ") || !strings.Contains(out, "test-5.cvd: OK") {
 		t.Errorf("bad file: exit %d: %s", code, out)
 	}
 	html := copyTo(t, dir, "main.cvd", []byte("<html><body>403 Forbidden</body></html>"))
-	code, out, _ = cvdRun(t, "cvd", "verify", html)
+	code, out, _ = runCLI(t, "cvd", "verify", html)
 	if code != 1 || !strings.Contains(out, "FAIL format: an HTML") {
 		t.Errorf("html: exit %d: %s", code, out)
 	}
 	// I/O errors and usage errors: exit 2.
-	code, out, _ = cvdRun(t, "cvd", "verify", filepath.Join(dir, "missing.cvd"), badPath)
+	code, out, _ = runCLI(t, "cvd", "verify", filepath.Join(dir, "missing.cvd"), badPath)
 	if code != 2 || !strings.Contains(out, "FAIL io: ") {
 		t.Errorf("missing file: exit %d: %s", code, out)
 	}
-	if code, _, errOut := cvdRun(t, "cvd", "verify", "--require-sign", badPath); code != 2 || !strings.Contains(errOut, "--certs-dir") {
+	if code, _, errOut := runCLI(t, "cvd", "verify", "--require-sign", badPath); code != 2 || !strings.Contains(errOut, "--certs-dir") {
 		t.Errorf("--require-sign without certs: exit %d: %s", code, errOut)
 	}
-	if code, _, _ := cvdRun(t, "cvd", "verify", "--key", badPath, badPath); code != 2 {
+	if code, _, _ := runCLI(t, "cvd", "verify", "--key", badPath, badPath); code != 2 {
 		t.Errorf("--key that is not a key: exit %d", code)
 	}
-	if code, _, _ := cvdRun(t, "cvd", "verify"); code != 2 {
+	if code, _, _ := runCLI(t, "cvd", "verify"); code != 2 {
 		t.Errorf("no files: exit %d", code)
 	}
 
 	// --json: one document, snake_case.
-	code, out, _ = cvdRun(t, "cvd", "verify", "--json", realDB(t, "test-6.cvd"), badPath)
+	code, out, _ = runCLI(t, "cvd", "verify", "--json", realDB(t, "test-6.cvd"), badPath)
 	if code != 1 {
 		t.Errorf("json: exit %d", code)
 	}
@@ -159,7 +134,7 @@ func TestCVDVerifyCommand(t *testing.T) {
 }
 
 func TestCVDInfoCommand(t *testing.T) {
-	code, out, errOut := cvdRun(t, "cvd", "info", realDB(t, "test-6.cvd"))
+	code, out, errOut := runCLI(t, "cvd", "info", realDB(t, "test-6.cvd"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -169,7 +144,7 @@ func TestCVDInfoCommand(t *testing.T) {
 			t.Errorf("info lacks %q:\n%s", w, out)
 		}
 	}
-	code, out, _ = cvdRun(t, "cvd", "info", "--json", realDB(t, "test-3.cdiff"))
+	code, out, _ = runCLI(t, "cvd", "info", "--json", realDB(t, "test-3.cdiff"))
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || doc["kind"] != "cdiff" || doc["cdiff_version"] != 3.0 || doc["status"] != "valid" {
 		t.Errorf("cdiff json: exit %d %v: %s", code, err, out)
@@ -181,12 +156,12 @@ func TestCVDInfoCommand(t *testing.T) {
 	i := bytes.Index(b, []byte(":micasnyd:")) - 30 // inside the header signature
 	b[i]++
 	p := copyTo(t, dir, "test.cvd", b)
-	code, out, _ = cvdRun(t, "cvd", "info", p)
+	code, out, _ = runCLI(t, "cvd", "info", p)
 	if code != 0 || !strings.Contains(out, "INVALID: header-signature:") || !strings.Contains(out, "test.hdb") {
 		t.Errorf("bad signature: exit %d:\n%s", code, out)
 	}
 	// Not a database: exit 2.
-	code, _, errOut = cvdRun(t, "cvd", "info", copyTo(t, dir, "x.cvd", []byte("<!DOCTYPE html>")))
+	code, _, errOut = runCLI(t, "cvd", "info", copyTo(t, dir, "x.cvd", []byte("<!DOCTYPE html>")))
 	if code != 2 || !strings.Contains(errOut, "format: an HTML") {
 		t.Errorf("html: exit %d: %s", code, errOut)
 	}
@@ -213,11 +188,11 @@ func TestCVDPatchCommand(t *testing.T) {
 	for v := 2; v <= 6; v++ {
 		args = append(args, realDB(t, fmt.Sprintf("test-%d.cdiff", v)))
 	}
-	code, stdout, errOut := cvdRun(t, append(args, "-o", out)...)
+	code, stdout, errOut := runCLI(t, append(args, "-o", out)...)
 	if code != 0 || !strings.Contains(stdout, out+": OK cld test version 6") {
 		t.Fatalf("exit %d: %s%s", code, stdout, errOut)
 	}
-	if code, stdout, _ := cvdRun(t, "cvd", "verify", out); code != 0 {
+	if code, stdout, _ := runCLI(t, "cvd", "verify", out); code != 0 {
 		t.Errorf("patched file does not verify: %s", stdout)
 	}
 	clam := "/usr/share/clamav-testfiles/clam.exe"
@@ -228,7 +203,7 @@ func TestCVDPatchCommand(t *testing.T) {
 	}
 	// A chain with a gap: refused, nothing written.
 	gap := filepath.Join(dir, "gap.cld")
-	code, _, errOut = cvdRun(t, "cvd", "patch", realDB(t, "test-1.cvd"), realDB(t, "test-3.cdiff"), "-o", gap)
+	code, _, errOut = runCLI(t, "cvd", "patch", realDB(t, "test-1.cvd"), realDB(t, "test-3.cdiff"), "-o", gap)
 	if code != 1 || !strings.Contains(errOut, "version: ") {
 		t.Errorf("gap: exit %d: %s", code, errOut)
 	}
@@ -240,7 +215,7 @@ func TestCVDPatchCommand(t *testing.T) {
 		{"cvd", "patch", realDB(t, "test-1.cvd"), realDB(t, "test-2.cdiff")},
 		{"cvd", "patch", filepath.Join(dir, "missing.cvd"), realDB(t, "test-2.cdiff"), "-o", filepath.Join(dir, "y.cld")},
 	} {
-		if code, _, _ := cvdRun(t, bad...); code != 2 {
+		if code, _, _ := runCLI(t, bad...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad[2:], code)
 		}
 	}
@@ -249,7 +224,7 @@ func TestCVDPatchCommand(t *testing.T) {
 func TestKeysGenerateAndCVDBuild(t *testing.T) {
 	dir := t.TempDir()
 	prefix := filepath.Join(dir, "acme")
-	code, out, errOut := cvdRun(t, "keys", "generate", "-o", prefix)
+	code, out, errOut := runCLI(t, "keys", "generate", "-o", prefix)
 	if code != 0 || !strings.Contains(out, "fingerprint key:") {
 		t.Fatalf("keys generate: exit %d: %s%s", code, out, errOut)
 	}
@@ -257,41 +232,41 @@ func TestKeysGenerateAndCVDBuild(t *testing.T) {
 	if st, err := os.Stat(prefix + ".key"); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v %v", st, err)
 	}
-	if code, _, _ := cvdRun(t, "keys", "generate", "-o", prefix); code != 2 {
+	if code, _, _ := runCLI(t, "keys", "generate", "-o", prefix); code != 2 {
 		t.Errorf("overwrite without --force: exit %d", code)
 	}
-	if code, _, _ := cvdRun(t, "keys", "generate"); code != 2 {
+	if code, _, _ := runCLI(t, "keys", "generate"); code != 2 {
 		t.Errorf("no -o: exit %d", code)
 	}
 
 	hdb := copyTo(t, dir, "acme.hdb", []byte("44d88612fea8a8f36de82e1278abb02f:68:Acme.Eicar\n"))
 	cvdPath := filepath.Join(dir, "acme.cvd")
-	code, out, errOut = cvdRun(t, "cvd", "build", "--key", prefix+".key", "--name", "acme", "--version", "4",
+	code, out, errOut = runCLI(t, "cvd", "build", "--key", prefix+".key", "--name", "acme", "--version", "4",
 		"--builder", "secops", "--flevel", "120", "-o", cvdPath, hdb)
 	if code != 0 || !strings.Contains(out, "signed by "+fp) {
 		t.Fatalf("build: exit %d: %s%s", code, out, errOut)
 	}
-	code, out, _ = cvdRun(t, "cvd", "verify", "--key", prefix+".pub.pem", cvdPath)
+	code, out, _ = runCLI(t, "cvd", "verify", "--key", prefix+".pub.pem", cvdPath)
 	if code != 0 || !strings.Contains(out, "OK cvd acme version 4 (1 sigs, f-level 120") || !strings.Contains(out, "signed by "+fp) {
 		t.Errorf("verify with key: exit %d: %s", code, out)
 	}
-	code, out, _ = cvdRun(t, "cvd", "verify", cvdPath)
+	code, out, _ = runCLI(t, "cvd", "verify", cvdPath)
 	if code != 1 || !strings.Contains(out, "FAIL header-signature") {
 		t.Errorf("verify without key: exit %d: %s", code, out)
 	}
 
 	dbdir := t.TempDir()
 	cud := filepath.Join(dbdir, "acme.cud")
-	if code, out, errOut := cvdRun(t, "cvd", "build", "--unsigned", "--name", "acme", "--version", "1", "-o", cud, hdb); code != 0 {
+	if code, out, errOut := runCLI(t, "cvd", "build", "--unsigned", "--name", "acme", "--version", "1", "-o", cud, hdb); code != 0 {
 		t.Fatalf("unsigned build: exit %d: %s%s", code, out, errOut)
 	}
 	if got := clamscanFinds(t, dbdir); !strings.Contains(got, "EICAR: Acme.Eicar.UNOFFICIAL FOUND") {
 		t.Errorf("clamscan with the CUD:\n%s", got)
 	}
-	if code, out, _ := cvdRun(t, "cvd", "verify", "--allow-unsigned", cud); code != 0 || !strings.Contains(out, "OK cud acme") {
+	if code, out, _ := runCLI(t, "cvd", "verify", "--allow-unsigned", cud); code != 0 || !strings.Contains(out, "OK cud acme") {
 		t.Errorf("cud: exit %d: %s", code, out)
 	}
-	if code, out, _ := cvdRun(t, "cvd", "verify", cud); code != 1 || !strings.Contains(out, "FAIL unsigned") {
+	if code, out, _ := runCLI(t, "cvd", "verify", cud); code != 1 || !strings.Contains(out, "FAIL unsigned") {
 		t.Errorf("cud without --allow-unsigned: exit %d: %s", code, out)
 	}
 
@@ -304,7 +279,7 @@ func TestKeysGenerateAndCVDBuild(t *testing.T) {
 		{"cvd", "build", "--key", prefix + ".key", "--name", "acme", "--version", "0", "-o", filepath.Join(dir, "a.cvd"), hdb},
 		{"cvd", "build", "--key", prefix + ".key", "--name", "acme", "--version", "1", "-o", filepath.Join(dir, "a.cvd"), filepath.Join(dir, "missing.hdb")},
 	} {
-		if code, _, _ := cvdRun(t, bad...); code != 2 {
+		if code, _, _ := runCLI(t, bad...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad[1:], code)
 		}
 	}

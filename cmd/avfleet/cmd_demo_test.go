@@ -17,7 +17,7 @@ import (
 func TestDemoCommand(t *testing.T) {
 	testutil.NeedCommand(t, "clamd")
 	t.Setenv("TMPDIR", t.TempDir())
-	code, out, errs := agentCLI(t, context.Background(), "demo", "--keep")
+	code, out, errs := runCLICtx(t, context.Background(), "demo", "--keep")
 	if code != exitOK {
 		t.Fatalf("demo --keep: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -32,11 +32,11 @@ func TestDemoCommand(t *testing.T) {
 	if status == nil || info == nil {
 		t.Fatalf("the printed commands lack mirror status or cvd info:\n%s", out)
 	}
-	code, sout, serr := agentCLI(t, context.Background(), strings.Fields(status[1])...)
+	code, sout, serr := runCLICtx(t, context.Background(), strings.Fields(status[1])...)
 	if code != exitOK || !strings.Contains(sout, "nodes: 1 total, 1 reporting (24 h), 1 current") || !regexp.MustCompile(`(?m)^demo\s+2\s`).MatchString(sout) {
 		t.Errorf("%s: exit %d, want demo version 2 served and 1 current node\n%s%s", status[1], code, sout, serr)
 	}
-	code, iout, ierr := agentCLI(t, context.Background(), strings.Fields(info[1])...)
+	code, iout, ierr := runCLICtx(t, context.Background(), strings.Fields(info[1])...)
 	if code != exitOK || !regexp.MustCompile(`status\s+valid, signed by key:`).MatchString(iout) {
 		t.Errorf("%s: exit %d, want status valid, signed by the demo key\n%s%s", info[1], code, iout, ierr)
 	}

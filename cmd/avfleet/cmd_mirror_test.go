@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,24 +13,6 @@ import (
 	"github.com/avfleet/avfleet/internal/testutil"
 	"github.com/avfleet/avfleet/internal/tlsutil"
 )
-
-// mirrorRun runs the command line like main does, capturing stdout and
-// stderr (it swaps os.Stdout/os.Stderr: not parallel).
-func mirrorRun(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	out, _ := os.Create(filepath.Join(dir, "stdout"))
-	errf, _ := os.Create(filepath.Join(dir, "stderr"))
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = out, errf
-	code := run(context.Background(), args)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	out.Close()
-	errf.Close()
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
-	return code, string(o), string(e)
-}
 
 func mirrorConfig(t *testing.T, extra string) string {
 	t.Helper()
@@ -50,7 +31,7 @@ func mirrorConfig(t *testing.T, extra string) string {
 
 func TestMirrorCheckConfig(t *testing.T) {
 	cfg := mirrorConfig(t, "")
-	code, out, errOut := mirrorRun(t, "mirror", "serve", "--config", cfg, "--check-config")
+	code, out, errOut := runCLI(t, "mirror", "serve", "--config", cfg, "--check-config")
 	if code != 0 || !strings.Contains(out, "data_dir: "+filepath.Join(filepath.Dir(cfg), "data")) || !strings.Contains(out, "retention:") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
@@ -61,16 +42,16 @@ func TestMirrorCheckConfig(t *testing.T) {
 	if err := tlsutil.IssueServer(filepath.Join(filepath.Dir(cfg), "pki"), tlsutil.Options{Hosts: []string{"127.0.0.1"}, Days: 10, Overwrite: true}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut = mirrorRun(t, "mirror", "serve", "--config", cfg, "--check-config")
+	code, _, errOut = runCLI(t, "mirror", "serve", "--config", cfg, "--check-config")
 	if code != 0 || !strings.Contains(errOut, "TLS certificate expires within 30 days: renew it") || !strings.Contains(errOut, "cert=tls.cert") {
 		t.Errorf("server certificate ending in 10 days: exit %d, %s", code, errOut)
 	}
 	os.Remove(filepath.Join(filepath.Dir(cfg), "pki", "server.key"))
-	if code, _, errOut := mirrorRun(t, "mirror", "serve", "--config", cfg, "--check-config"); code != 2 || !strings.Contains(errOut, "server.key") {
+	if code, _, errOut := runCLI(t, "mirror", "serve", "--config", cfg, "--check-config"); code != 2 || !strings.Contains(errOut, "server.key") {
 		t.Errorf("missing key: exit %d, %s", code, errOut)
 	}
 	bad := mirrorConfig(t, "retention: {cdifs: 3}\n")
-	if code, _, errOut := mirrorRun(t, "mirror", "serve", "--config", bad, "--check-config"); code != 2 || !strings.Contains(errOut, "cdifs") {
+	if code, _, errOut := runCLI(t, "mirror", "serve", "--config", bad, "--check-config"); code != 2 || !strings.Contains(errOut, "cdifs") {
 		t.Errorf("unknown key: exit %d, %s", code, errOut)
 	}
 }
@@ -97,12 +78,12 @@ func TestMirrorCommandsExitCodes(t *testing.T) {
 		{[]string{"mirror", "status", "--config", cfg}, 0, "nodes: 0 total"},
 		{[]string{"mirror", "status", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, ""},
 	} {
-		code, out, errOut := mirrorRun(t, c.args...)
+		code, out, errOut := runCLI(t, c.args...)
 		if code != c.code || !strings.Contains(out, c.out) {
 			t.Errorf("%v: exit %d (want %d)\n%s%s", c.args[1:], code, c.code, out, errOut)
 		}
 	}
-	code, out, _ := mirrorRun(t, "mirror", "status", "--config", cfg, "--json")
+	code, out, _ := runCLI(t, "mirror", "status", "--config", cfg, "--json")
 	var st struct {
 		Databases []struct {
 			Name    string
@@ -146,7 +127,7 @@ func TestMirrorStatusShowsFailedFirstSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := mirrorRun(t, "mirror", "status", "--config", cfg)
+	code, out, errOut := runCLI(t, "mirror", "status", "--config", cfg)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}

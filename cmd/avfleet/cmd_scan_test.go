@@ -24,30 +24,6 @@ import (
 	"github.com/avfleet/avfleet/internal/testutil"
 )
 
-// scanCLI runs the command line like main does and returns the exit code and
-// what it printed. It swaps os.Stdout/os.Stderr: callers must not run in parallel.
-func scanCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	errf, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = out, errf
-	code = run(context.Background(), args)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	out.Close()
-	errf.Close()
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
-	return code, string(o), string(e)
-}
-
 func foundLines(out string) []string {
 	var l []string
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -77,7 +53,7 @@ func TestScanMatchesClamscan(t *testing.T) {
 	if len(want) < 40 {
 		t.Fatalf("clamscan found only %d files in %s: %s", len(want), dir, ref)
 	}
-	code, out, errOut := scanCLI(t, "scan", "--clamd", r.Socket, "--no-progress", dir)
+	code, out, errOut := runCLI(t, "scan", "--clamd", r.Socket, "--no-progress", dir)
 	if code != exitFailure {
 		t.Fatalf("exit %d, want 1 (found); stderr:\n%s", code, errOut)
 	}
@@ -105,25 +81,25 @@ func TestScanCommand(t *testing.T) {
 	os.WriteFile(bad, clamdtest.EICAR, 0o640)
 
 	t.Run("exit codes", func(t *testing.T) {
-		if code, out, e := scanCLI(t, "scan", "--clamd", r.Socket, clean); code != exitOK || !strings.Contains(out, "Scanned files: 20") {
+		if code, out, e := runCLI(t, "scan", "--clamd", r.Socket, clean); code != exitOK || !strings.Contains(out, "Scanned files: 20") {
 			t.Errorf("clean: exit %d\n%s%s", code, out, e)
 		}
-		if code, out, _ := scanCLI(t, "scan", "--clamd", r.Socket, infected); code != exitFailure || !strings.Contains(out, bad+": Eicar-Test-Signature FOUND") {
+		if code, out, _ := runCLI(t, "scan", "--clamd", r.Socket, infected); code != exitFailure || !strings.Contains(out, bad+": Eicar-Test-Signature FOUND") {
 			t.Errorf("infected: exit %d\n%s", code, out)
 		}
-		if code, out, _ := scanCLI(t, "scan", "--clamd", r.Socket, filepath.Join(base, "nonexistent")); code != exitError || !strings.Contains(out, "missing") {
+		if code, out, _ := runCLI(t, "scan", "--clamd", r.Socket, filepath.Join(base, "nonexistent")); code != exitError || !strings.Contains(out, "missing") {
 			t.Errorf("missing path: exit %d\n%s", code, out)
 		}
-		if code, _, e := scanCLI(t, "scan", "--clamd", "unix:///nonexistent.sock", clean); code != exitError || !strings.Contains(e, "does not answer") {
+		if code, _, e := runCLI(t, "scan", "--clamd", "unix:///nonexistent.sock", clean); code != exitError || !strings.Contains(e, "does not answer") {
 			t.Errorf("no clamd: exit %d %s", code, e)
 		}
-		if code, _, _ := scanCLI(t, "scan", "--clamd", "http://x", clean); code != exitError {
+		if code, _, _ := runCLI(t, "scan", "--clamd", "http://x", clean); code != exitError {
 			t.Errorf("bad address: exit %d", code)
 		}
 	})
 
 	t.Run("json", func(t *testing.T) {
-		code, out, e := scanCLI(t, "scan", "--clamd", r.Socket, "--json", base)
+		code, out, e := runCLI(t, "scan", "--clamd", r.Socket, "--json", base)
 		if code != exitFailure {
 			t.Fatalf("exit %d: %s", code, e)
 		}
@@ -157,33 +133,33 @@ scan:
   action: move
   quarantine_dir: %s
 `, state, r.Socket, filepath.Join(base, "quarantine"))), 0o644)
-		if code, out, e := scanCLI(t, "scan", "--config", cfg, clean); code != exitOK || !strings.Contains(out, "Scanned files: 20") {
+		if code, out, e := runCLI(t, "scan", "--config", cfg, clean); code != exitOK || !strings.Contains(out, "Scanned files: 20") {
 			t.Fatalf("first scan: exit %d\n%s%s", code, out, e)
 		}
-		if code, out, _ := scanCLI(t, "scan", "--config", cfg, clean); code != exitOK || !strings.Contains(out, "Scanned files: 0") || !strings.Contains(out, "Unchanged files: 20") {
+		if code, out, _ := runCLI(t, "scan", "--config", cfg, clean); code != exitOK || !strings.Contains(out, "Scanned files: 0") || !strings.Contains(out, "Unchanged files: 20") {
 			t.Errorf("second scan is not incremental: exit %d\n%s", code, out)
 		}
-		code, out, _ := scanCLI(t, "scan", "--config", cfg, infected)
+		code, out, _ := runCLI(t, "scan", "--config", cfg, infected)
 		if code != exitFailure || !strings.Contains(out, "moved to quarantine as ") {
 			t.Fatalf("move: exit %d\n%s", code, out)
 		}
 		if _, err := os.Lstat(bad); !os.IsNotExist(err) {
 			t.Fatalf("moved file still there: %v", err)
 		}
-		code, out, _ = scanCLI(t, "quarantine", "list", "--config", cfg, "--json")
+		code, out, _ = runCLI(t, "quarantine", "list", "--config", cfg, "--json")
 		var list []quarantine.Meta
 		if code != exitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Path != bad {
 			t.Fatalf("list: exit %d %s", code, out)
 		}
-		if code, out, _ := scanCLI(t, "quarantine", "list", "--config", cfg); code != exitOK || !strings.Contains(out, list[0].ID) || !strings.Contains(out, "Eicar-Test-Signature") {
+		if code, out, _ := runCLI(t, "quarantine", "list", "--config", cfg); code != exitOK || !strings.Contains(out, list[0].ID) || !strings.Contains(out, "Eicar-Test-Signature") {
 			t.Errorf("list: exit %d\n%s", code, out)
 		}
 		os.WriteFile(bad, []byte("a new file at the same path"), 0o644)
-		if code, _, e := scanCLI(t, "quarantine", "restore", list[0].ID, "--config", cfg); code != exitFailure || !strings.Contains(e, "exists") {
+		if code, _, e := runCLI(t, "quarantine", "restore", list[0].ID, "--config", cfg); code != exitFailure || !strings.Contains(e, "exists") {
 			t.Errorf("restore over a file: exit %d %s", code, e)
 		}
 		os.Remove(bad)
-		if code, out, e := scanCLI(t, "quarantine", "restore", list[0].ID, "--config", cfg); code != exitOK || !strings.Contains(out, "restored to "+bad) {
+		if code, out, e := runCLI(t, "quarantine", "restore", list[0].ID, "--config", cfg); code != exitOK || !strings.Contains(out, "restored to "+bad) {
 			t.Fatalf("restore: exit %d %s %s", code, out, e)
 		}
 		if b, _ := os.ReadFile(bad); string(b) != string(clamdtest.EICAR) {
@@ -192,7 +168,7 @@ scan:
 		if fi, _ := os.Stat(bad); fi.Mode().Perm() != 0o640 {
 			t.Errorf("restored mode %s", fi.Mode())
 		}
-		if code, _, _ := scanCLI(t, "quarantine", "restore", list[0].ID, "--config", cfg); code != exitFailure {
+		if code, _, _ := runCLI(t, "quarantine", "restore", list[0].ID, "--config", cfg); code != exitFailure {
 			t.Errorf("second restore: exit %d, want 1", code)
 		}
 	})
