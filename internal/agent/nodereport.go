@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"github.com/avfleet/avfleet/internal/mirror/api"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -11,37 +12,13 @@ import (
 	"github.com/avfleet/avfleet/internal/version"
 )
 
-// NodeReport is the body of POST /api/v1/nodes/{node}/report (docs/api.md).
-type NodeReport struct {
-	Node         string            `json:"node"`
-	AgentVersion string            `json:"agent_version"`
-	Databases    map[string]uint   `json:"databases"`
-	ClamdVersion string            `json:"clamd_version"`
-	LastUpdate   *time.Time        `json:"last_update"`
-	LastError    string            `json:"last_error"`
-	LastScan     *LastScan         `json:"last_scan"`
-	Detections   []ReportDetection `json:"detections"`
-}
-
-// LastScan is the report's summary of the last finished scan.
-type LastScan struct {
-	StartedAt  time.Time `json:"started_at"`
-	FinishedAt time.Time `json:"finished_at"`
-	Files      int64     `json:"files"`
-	Bytes      int64     `json:"bytes"`
-	Infected   int64     `json:"infected"`
-	Errors     int64     `json:"errors"`
-	Status     string    `json:"status"` // ok | failed
-}
-
-// ReportDetection is one detection in a report.
-type ReportDetection struct {
-	Time      time.Time `json:"time"`
-	Path      string    `json:"path"`
-	Container string    `json:"container"`
-	Signature string    `json:"signature"`
-	Action    string    `json:"action"`
-}
+// The report's types are the mirror API's own (internal/mirror/api, which
+// depends only on the standard library), so agent and mirror cannot drift.
+type (
+	NodeReport      = api.Report      // POST /api/v1/nodes/{node}/report
+	LastScan        = api.ScanSummary // the last finished scan
+	ReportDetection = api.Detection   // one detection
+)
 
 // maxReportDetections is the API's limit per report; older ones stay in the
 // node's SQLite history.
@@ -92,7 +69,7 @@ func (r *NodeReporter) Report(_ context.Context, ev report.Event) error {
 		if e.Result == report.ResultError {
 			st = "failed"
 		}
-		r.lastScan = &LastScan{StartedAt: e.Start.UTC(), FinishedAt: e.End.UTC(), Files: e.Files, Bytes: e.Bytes,
+		r.lastScan = &LastScan{StartedAt: utcPtr(e.Start), FinishedAt: utcPtr(e.End), Files: e.Files, Bytes: e.Bytes,
 			Infected: e.Detections, Errors: e.Errors, Status: st}
 		r.scanErr = e.Error
 		send = true
@@ -100,7 +77,7 @@ func (r *NodeReporter) Report(_ context.Context, ev report.Event) error {
 		if len(r.pending) >= maxReportDetections {
 			r.pending = r.pending[1:]
 		}
-		r.pending = append(r.pending, ReportDetection{Time: e.Time.UTC(), Path: detectionPath(e), Container: e.Container,
+		r.pending = append(r.pending, ReportDetection{Time: utcPtr(e.Time), Path: detectionPath(e), Container: e.Container,
 			Signature: e.Signature, Action: e.Action})
 	}
 	r.mu.Unlock()
@@ -108,6 +85,11 @@ func (r *NodeReporter) Report(_ context.Context, ev report.Event) error {
 		r.kick()
 	}
 	return nil
+}
+
+func utcPtr(t time.Time) *time.Time {
+	u := t.UTC()
+	return &u
 }
 
 func detectionPath(d report.Detection) string {

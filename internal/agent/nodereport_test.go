@@ -63,7 +63,7 @@ func TestNodeReporter(t *testing.T) {
 	if len(rep.Detections) != maxReportDetections {
 		t.Errorf("%d detections, want the newest %d", len(rep.Detections), maxReportDetections)
 	}
-	if first := rep.Detections[0].Time; !first.Equal(last.Add(5 * time.Second)) {
+	if first := rep.Detections[0].Time; first == nil || !first.Equal(last.Add(5*time.Second)) {
 		t.Errorf("oldest detection kept is %s: the oldest should be dropped", first)
 	}
 	if rep.LastScan == nil || rep.LastScan.Infected != 1005 || rep.LastScan.Status != "ok" {

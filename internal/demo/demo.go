@@ -550,7 +550,7 @@ func (r *run) fleetView(ctx context.Context) error {
 // reportsScan reports whether a node report describes scan sum.
 func (r *run) reportsScan(rep *agent.NodeReport, sum report.ScanSummary) bool {
 	ls := rep.LastScan
-	return ls != nil && ls.Files == sum.Files && ls.Infected == sum.Detections && ls.FinishedAt.Sub(sum.End).Abs() < time.Millisecond
+	return ls != nil && ls.FinishedAt != nil && ls.Files == sum.Files && ls.Infected == sum.Detections && ls.FinishedAt.Sub(sum.End).Abs() < time.Millisecond
 }
 
 // waitReport waits until the mirror has stored a report of the demo node
