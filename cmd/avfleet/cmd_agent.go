@@ -256,7 +256,7 @@ func runAgentUpdate(ctx context.Context, out io.Writer, log *slog.Logger, cfg *c
 	if err != nil {
 		fmt.Fprintf(out, "update failed: %v\n", err)
 		if res != nil {
-			fmt.Fprintf(out, "installed (unchanged): %s\n", versionList(res.Old))
+			fmt.Fprintf(out, "installed (unchanged): %s\n", updater.FormatVersions(res.Old))
 		}
 		return withCode(exitFailure, nil)
 	}
@@ -299,20 +299,4 @@ func printUpdate(w io.Writer, res *updater.Result) {
 	if res.Updated && res.Bytes > 0 {
 		fmt.Fprintf(w, "downloaded %d bytes from %s\n", res.Bytes, strings.TrimSuffix(res.Source, "/"))
 	}
-}
-
-func versionList(v map[string]uint) string {
-	names := make([]string, 0, len(v))
-	for n := range v {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	parts := make([]string, 0, len(names))
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s %d", n, v[n]))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
 }

@@ -176,7 +176,7 @@ func (u *Updater) RollBackPending(ctx context.Context, p *Pending, cause error) 
 	}
 	if p.Prev == "" {
 		return nil, fmt.Errorf("clamd could not load set %s (%s), and there is no previous set to go back to: %w",
-			p.Set, versionsString(bad.Versions()), cause)
+			p.Set, FormatVersions(bad.Versions()), cause)
 	}
 	prev, err := u.o.Store.loadSet(p.Prev)
 	if err != nil {
@@ -190,7 +190,7 @@ func (u *Updater) RollBackPending(ctx context.Context, p *Pending, cause error) 
 	}
 	end := u.o.Now()
 	msg := oneLineN(fmt.Sprintf("clamd could not load set %s (%s), installed on %s without clamd confirming it: %v; put back the previous set %s (%s)",
-		p.Set, versionsString(bad.Versions()), p.Time.UTC().Format(time.RFC3339), cause, prev.Name, versionsString(prev.Versions())), 2000)
+		p.Set, FormatVersions(bad.Versions()), p.Time.UTC().Format(time.RFC3339), cause, prev.Name, FormatVersions(prev.Versions())), 2000)
 	u.mu.Lock()
 	u.installed = prev.Versions()
 	u.defs = definitionsAge(prev)

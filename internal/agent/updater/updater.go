@@ -424,7 +424,7 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 	u.mu.Unlock()
 	sigs, err := reloader.Reload(ctx, set.Versions())
 	if err != nil {
-		rerr := failf(ReasonReload, "clamd did not load the new set %s (%s): %w", set.Name, versionsString(set.Versions()), err)
+		rerr := failf(ReasonReload, "clamd did not load the new set %s (%s): %w", set.Name, FormatVersions(set.Versions()), err)
 		if cur != nil {
 			if e := u.o.Store.Restore(cur); e != nil {
 				return res, errors.Join(rerr, fmt.Errorf("put back set %s: %w", cur.Name, e))
@@ -445,7 +445,7 @@ func (u *Updater) cycle(ctx context.Context, m *Manifest, src *Client) (*Result,
 			if e != nil {
 				u.log.Warn("load the previous set again after a failed reload", "set", cur.Name, "err", e)
 			}
-			rerr = failf(ReasonReload, "%v; put back the previous set %s (%s)", rerr, cur.Name, versionsString(cur.Versions()))
+			rerr = failf(ReasonReload, "%v; put back the previous set %s (%s)", rerr, cur.Name, FormatVersions(cur.Versions()))
 		}
 		if partial != nil {
 			return res, &CycleError{Reason: ReasonReload, Err: errors.Join(rerr, partial)}
@@ -796,7 +796,8 @@ func (u *Updater) watch(ctx context.Context, ch chan watchMsg) {
 	}
 }
 
-func versionsString(v map[string]uint) string {
+// FormatVersions renders {"main":62,"daily":27480} as "daily 27480, main 62" ("none" when empty).
+func FormatVersions(v map[string]uint) string {
 	names := make([]string, 0, len(v))
 	for n := range v {
 		names = append(names, n)
