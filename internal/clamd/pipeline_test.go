@@ -6,8 +6,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -64,7 +68,7 @@ func TestRealClamdPipeline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, err := p.SendFD(int(f.Fd()))
+		id, err := p.SendFD(ctx, int(f.Fd()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,5 +100,114 @@ func TestPipelineNeedsUnixSocket(t *testing.T) {
 	}
 	if _, err := c.Pipeline(t.Context()); err == nil {
 		t.Fatal("Pipeline over TCP: no error")
+	}
+}
+
+// heldServer is a clamd stand-in that accepts one connection, reads what
+// the client sends and answers "1: fd[N]: OK" only when release is closed.
+func heldServer(t *testing.T) (c *clamd.Client, release chan struct{}) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "clamd.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		go io.Copy(io.Discard, conn) // the commands and the descriptor's byte
+		<-release
+		conn.Write([]byte("1: fd[10]: OK\x00"))
+		<-stop // the connection stays open, silent
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		ln.Close()
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		<-done
+	})
+	c, err = clamd.NewClient("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, release
+}
+
+// TestPipelineWaitLetsTheRuntimeRun: while Recv waits for clamd (on Linux,
+// in ppoll outside the runtime's poller) the garbage collector, timers and
+// other goroutines still run, with one processor or more; and a context
+// cancelled during the wait ends it. A wait that kept the world from
+// stopping would hang this test (with one processor even its own timer
+// cannot fire); go test's -timeout ends it then.
+func TestPipelineWaitLetsTheRuntimeRun(t *testing.T) {
+	for _, procs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			c, release := heldServer(t)
+			ctx := ctxT(t, 30*time.Second)
+			p, err := c.Pipeline(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			f, err := os.Open(writeFile(t, t.TempDir(), "f", []byte("clean")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := p.SendFD(ctx, int(f.Fd())); err != nil {
+				t.Fatal(err)
+			}
+			type reply struct {
+				id   int
+				text string
+				err  error
+			}
+			got := make(chan reply, 1)
+			waiting := make(chan struct{})
+			go func() {
+				close(waiting)
+				id, text, err := p.Recv(ctx)
+				got <- reply{id, text, err}
+			}()
+			<-waiting
+			time.Sleep(50 * time.Millisecond) // Recv is (most likely) in its wait now
+			gcDone := make(chan struct{})
+			go func() {
+				runtime.GC() // stops the world: the waiting goroutine too
+				time.Sleep(10 * time.Millisecond)
+				close(gcDone)
+			}()
+			select {
+			case <-gcDone:
+			case r := <-got:
+				t.Fatalf("Recv returned before any reply was sent: %+v", r)
+			case <-time.After(20 * time.Second):
+				close(release)
+				t.Fatal("a garbage collection did not finish in 20 s while Recv waited for clamd")
+			}
+			close(release)
+			r := <-got
+			if r.err != nil || r.id != 1 || r.text != "fd[10]: OK" {
+				t.Fatalf("Recv = %d %q %v, want 1 \"fd[10]: OK\" <nil>", r.id, r.text, r.err)
+			}
+
+			// Nothing more is owed: a context cancelled mid-wait ends Recv.
+			cctx, cancel := context.WithCancel(ctx)
+			time.AfterFunc(50*time.Millisecond, cancel)
+			if _, _, err := p.Recv(cctx); !errors.Is(err, context.Canceled) {
+				t.Errorf("Recv cancelled while waiting: %v, want context.Canceled", err)
+			}
+		})
 	}
 }

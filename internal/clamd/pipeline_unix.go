@@ -9,33 +9,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// pipelinePoll is how often a Recv blocked on clamd looks at its context.
+// pipelinePoll is how often a Recv or SendFD blocked on clamd looks at its
+// context.
 const pipelinePoll = 250 * time.Millisecond
 
+// pipeSock is a Pipeline's connected socket. Its waits return
+// os.ErrDeadlineExceeded after at most the time they are given, so that the
+// caller can look at its context.
+type pipeSock interface {
+	// sendmsg writes all of b, with oob on its first byte.
+	sendmsg(ctx context.Context, b, oob []byte) error
+	// read reads what is there, waiting up to wait for something.
+	read(b []byte, wait time.Duration) (int, error)
+	close() error
+}
+
 // Pipeline is one IDSESSION connection over a unix socket for FILDES, driven
-// by a single goroutine: no reader goroutine, no timer per call. Its socket
-// is non-blocking and waits go through the runtime's network poller: a
-// blocking read(2) would make the runtime hand the processor to another
-// thread on every reply (measured: one futex wake-up per file and the
-// monitor thread polling every 20 µs), which on two cores costs clamd
-// throughput. It exists for scanning many files,
-// where Session's per-call machinery costs as much CPU as the scanner's
-// other work: the caller sends up to N descriptors, then receives replies
-// (in the order clamd finishes them, each with its id) and sends more.
-// It is not safe for concurrent use.
+// by a single goroutine: no reader goroutine, no timer per call. It exists
+// for scanning many files, where Session's per-call machinery costs as much
+// CPU as the scanner's other work: the caller sends up to N descriptors,
+// then receives replies (in the order clamd finishes them, each with its
+// id) and sends more. How it waits for clamd is the operating system's part
+// (pipeSock): on Linux, outside the runtime's scheduler altogether. It is
+// not safe for concurrent use.
 type Pipeline struct {
 	addr   Addr
-	conn   *net.UnixConn
-	rc     syscall.RawConn
+	sock   pipeSock
 	nextID int
 	cmd    []byte // "zFILDES\x00"
 	nul    [1]byte
@@ -53,69 +59,35 @@ func (c *Client) Pipeline(ctx context.Context) (*Pipeline, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("clamd IDSESSION %s: %w", c.Addr, context.Cause(ctx))
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", c.Addr.Address)
+	sock, err := dialPipeSock(ctx, c.Addr.Address)
 	if err != nil {
-		return nil, fmt.Errorf("clamd IDSESSION: connect to %s: %w", c.Addr, err)
-	}
-	conn := nc.(*net.UnixConn)
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("clamd IDSESSION: connect to %s: %w", c.Addr, err)
 	}
 	p := &Pipeline{
-		addr: c.Addr, conn: conn, rc: rc,
+		addr: c.Addr, sock: sock,
 		cmd: []byte("zFILDES\x00"),
 		oob: unix.UnixRights(0),
 		buf: make([]byte, 4096),
 	}
-	if err := p.write([]byte("zIDSESSION\x00")); err != nil {
-		conn.Close()
+	if err := p.sock.sendmsg(ctx, []byte("zIDSESSION\x00"), nil); err != nil {
+		p.sock.close()
 		return nil, fmt.Errorf("clamd IDSESSION %s: %w", c.Addr, err)
 	}
 	return p, nil
 }
 
-func (p *Pipeline) write(b []byte) error { return p.sendmsg(b, nil) }
-
-// sendmsg writes all of b, with oob on its first byte, through the poller.
-func (p *Pipeline) sendmsg(b, oob []byte) error {
-	var serr error
-	err := p.rc.Write(func(fd uintptr) bool {
-		for len(b) > 0 {
-			n, err := unix.SendmsgN(int(fd), b, oob, nil, unix.MSG_NOSIGNAL)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false // wait until writable
-			case err != nil:
-				serr = err
-				return true
-			}
-			b, oob = b[n:], nil
-		}
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
 // SendFD sends FILDES with fd and returns the id clamd will answer under:
 // the command, then one NUL byte carrying the descriptor, as clamdscan does
 // (clamd 1.4 closes the connection when the descriptor comes with the
-// command itself). The caller keeps fd open until the reply. An error leaves
-// the session unusable.
-func (p *Pipeline) SendFD(fd int) (int, error) {
-	if err := p.write(p.cmd); err != nil {
+// command itself). The caller keeps fd open until the reply. ctx is looked
+// at only while clamd is not reading. An error leaves the session unusable.
+func (p *Pipeline) SendFD(ctx context.Context, fd int) (int, error) {
+	if err := p.sock.sendmsg(ctx, p.cmd, nil); err != nil {
 		return 0, fmt.Errorf("clamd FILDES %s: send command: %w", p.addr, err)
 	}
 	// The descriptor follows the header (the message is padded after it).
 	binary.NativeEndian.PutUint32(p.oob[unix.CmsgLen(0):], uint32(fd))
-	if err := p.sendmsg(p.nul[:], p.oob); err != nil {
+	if err := p.sock.sendmsg(ctx, p.nul[:], p.oob); err != nil {
 		return 0, fmt.Errorf("clamd FILDES %s: send descriptor: %w", p.addr, err)
 	}
 	p.nextID++
@@ -146,9 +118,7 @@ func (p *Pipeline) Recv(ctx context.Context) (int, string, error) {
 		if ctx.Err() != nil {
 			return 0, "", fmt.Errorf("clamd FILDES %s: %w", p.addr, context.Cause(ctx))
 		}
-		// The deadline only bounds how long a cancelled ctx goes unnoticed.
-		p.conn.SetReadDeadline(time.Now().Add(pipelinePoll))
-		n, err := p.conn.Read(p.buf[p.w:])
+		n, err := p.sock.read(p.buf[p.w:], pipelinePoll)
 		switch {
 		case n > 0:
 			p.w += n
@@ -186,11 +156,11 @@ func (p *Pipeline) FildesResult(reply, name string) (Result, error) {
 
 // Close ends the session without waiting for replies still owed.
 func (p *Pipeline) Close() error {
-	if p.conn == nil {
+	if p.sock == nil {
 		return nil
 	}
-	err := p.conn.Close()
-	p.conn = nil
+	err := p.sock.close()
+	p.sock = nil
 	if err != nil {
 		return fmt.Errorf("clamd IDSESSION %s: close: %w", p.addr, err)
 	}

@@ -71,7 +71,7 @@ func (pp *pipe) send(p *prepared) {
 			}
 		}
 		p.tries++
-		id, err := pp.conn.SendFD(p.fd)
+		id, err := pp.conn.SendFD(r.ctx, p.fd)
 		if err == nil {
 			r.current.Store(&p.j.path)
 			pp.inflight[id] = p

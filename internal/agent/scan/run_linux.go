@@ -276,6 +276,12 @@ type prepared struct {
 
 func (p *prepared) file() *os.File {
 	if p.f == nil {
+		// O_NONBLOCK has done its job (it only matters for FIFOs and
+		// devices). Clearing it before os.NewFile keeps Go from trying to
+		// register the file with its poller.
+		if _, err := unix.FcntlInt(uintptr(p.fd), unix.F_SETFL, unix.O_NOATIME); err != nil {
+			unix.FcntlInt(uintptr(p.fd), unix.F_SETFL, 0) // opened without O_NOATIME (not the owner)
+		}
 		p.f = os.NewFile(uintptr(p.fd), p.j.path)
 	}
 	return p.f
@@ -398,12 +404,8 @@ func (r *run) prepare(j *job) *prepared {
 		r.skip(j.path, j.cpath, j.ctr, reason, detail)
 		return nil
 	}
-	// A regular file now: O_NONBLOCK has done its job (it only matters for
-	// FIFOs and devices). Clearing it before os.NewFile keeps Go from trying
-	// to register the file with its poller, and clamd reads it either way.
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_NOATIME); err != nil {
-		unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0) // opened without O_NOATIME (not the owner)
-	}
+	// A regular file now; O_NONBLOCK stays (it changes nothing for a
+	// regular file, and clamd reads the descriptor either way) until file().
 	p.fd = fd
 	return p
 }
