@@ -118,8 +118,8 @@ func (s *Scanner) run(parent context.Context, opts Options) (report.ScanSummary,
 	var workers, counter sync.WaitGroup
 	if pe, ok := s.cfg.Engine.(pipelineEngine); ok && pe.pipelined() {
 		// The walker's goroutine opens, sends and collects answers itself
-		// (see pipe.go): no hand-offs between goroutines per file.
-		r.pipe = &pipe{r: r, eng: pe, limit: s.cfg.Workers + 1, inflight: map[int]*prepared{}}
+		// (see pipe_linux.go): no hand-offs between goroutines per file.
+		r.pipe = &pipe{r: r, eng: pe, limit: pipeDepth(s.cfg.Workers), inflight: map[int]*prepared{}}
 	} else {
 		r.jobs = make(chan *job, 8*s.cfg.Workers)
 		// One worker more than clamd has threads for us: while each thread
