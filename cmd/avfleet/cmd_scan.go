@@ -229,7 +229,8 @@ func scanSetup(ctx context.Context, g *globalOptions, cfg *config.Agent, cli *cl
 	if node == "" {
 		node, _ = os.Hostname()
 	}
-	sc, err := scan.FromAgent(cfg, eng, report.NewReporter(rlog, node, sinks...), g.logger)
+	// An on-demand scan is not paced: it is somebody waiting for it.
+	sc, err := scan.FromAgent(cfg, eng, report.NewReporter(rlog, node, sinks...), g.logger, nil)
 	if err != nil {
 		return nil, opts, closeAll, err
 	}
@@ -471,7 +472,11 @@ func runScheduledScans(ctx context.Context, rt *agent.Runtime) error {
 	if err != nil {
 		return err
 	}
-	sc, err := scan.FromAgent(&cfg, scan.ClamdEngine(rt.Clamd), rt.Reporter, log)
+	var pacer scan.Pacer
+	if p := rt.Limits.Pacer(); p != nil { // limits without a cgroup
+		pacer = p
+	}
+	sc, err := scan.FromAgent(&cfg, scan.ClamdEngine(rt.Clamd), rt.Reporter, log, pacer)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@
 // use and OOM kills for the agent's reports, and removes the cgroup on Close.
 // Where cgroups cannot be written (not root, read-only /sys/fs/cgroup in a
 // container) it falls back to nice 10 and the idle I/O class, and says so in
-// a warning: that keeps scans polite but does not enforce the limits.
+// a warning; there a Pacer keeps scheduled scans to the CPU limit by
+// measuring the CPU time of clamd and the agent and holding back the files
+// handed to clamd. Memory is not limited without a cgroup.
 //
 // On cgroup v2 the group goes into the agent's own cgroup when that is the
 // agent's to manage (systemd's Delegate=: the agent alone in it, cpu and

@@ -13,7 +13,7 @@ type Mode string
 const (
 	ModeCgroup2 Mode = "cgroup2" // unified hierarchy: cpu.max, memory.max
 	ModeCgroup1 Mode = "cgroup1" // legacy hierarchies: cpu.cfs_quota_us, memory.limit_in_bytes
-	ModeNice    Mode = "nice"    // no cgroup access: nice 10 and idle I/O class, limits not enforced
+	ModeNice    Mode = "nice"    // no cgroup access: nice 10, idle I/O class, scans paced to the CPU limit
 	ModeNone    Mode = "none"    // nothing asked for and no cgroup available: processes run as they are
 )
 

@@ -32,6 +32,9 @@ type Group struct {
 	closed  bool
 	deleg   *delegation // cgroup v2 inside the agent's own (delegated) cgroup
 	placed  string      // where the group is and why, for the agent's log
+
+	members procCPU // ModeNice: the processes added, for the pacer
+	pacer   *Pacer  // ModeNice with a CPU limit; nil otherwise
 }
 
 // made is a directory New created; a shared one (avfleet/) may hold other
@@ -104,7 +107,10 @@ func New(c Config) (g *Group, warning error, err error) {
 		return g, nil, nil
 	}
 	g.mode = ModeNice
-	return g, fmt.Errorf("limits: cannot use a cgroup (%s): limits.cpu_percent and limits.memory_bytes are NOT enforced; clamd and scans run at nice 10 with idle I/O priority instead", strings.Join(why, "; ")), nil
+	if c.CPUPercent > 0 {
+		g.pacer = newPacer(c.CPUPercent, g.members.read)
+	}
+	return g, fmt.Errorf("limits: cannot use a cgroup (%s): clamd and scans run at nice 10 with idle I/O priority; limits.cpu_percent is kept by pacing scheduled scans (clamd's reloads and on-demand scans are not held back); limits.memory_bytes is NOT enforced", strings.Join(why, "; ")), nil
 }
 
 // accessError reports whether err means "this process may not write
@@ -321,6 +327,16 @@ func writeFile(path, value string) error {
 }
 
 // Mode says how the group limits its processes.
+// Pacer is what keeps scheduled scans to limits.cpu_percent in ModeNice
+// (see Pacer), over the CPU time of the processes added to the group; nil,
+// which does not pace, in every other mode and for a nil Group.
+func (g *Group) Pacer() *Pacer {
+	if g == nil {
+		return nil
+	}
+	return g.pacer
+}
+
 func (g *Group) Mode() Mode { return g.mode }
 
 // Placement says where a cgroup v2 group was made and, when not in the
@@ -355,6 +371,7 @@ func (g *Group) Add(pid int) error {
 	case ModeNone:
 		return nil
 	case ModeNice:
+		g.members.add(pid)
 		return deprioritize(pid)
 	}
 	if _, ok := g.origin[pid]; !ok {

@@ -20,10 +20,21 @@ import (
 )
 
 // TestMain lets the test binary double as the child processes of the
-// tests: AVFLEET_LIMITS_HELPER=alloc waits for a line on stdin, then
+// tests: AVFLEET_LIMITS_HELPER=burn spends 5 ms of CPU per byte read from
+// stdin and answers each with a byte; AVFLEET_LIMITS_HELPER=alloc waits for a line on stdin, then
 // allocates and touches memory until killed.
 func TestMain(m *testing.M) {
 	switch os.Getenv("AVFLEET_LIMITS_HELPER") {
+	case "burn": // for each byte on stdin, 5 ms of CPU, then a byte back
+		b := make([]byte, 1)
+		for {
+			if _, err := os.Stdin.Read(b); err != nil {
+				os.Exit(0)
+			}
+			for t := time.Now(); time.Since(t) < 5*time.Millisecond; {
+			}
+			os.Stdout.Write(b)
+		}
 	case "alloc":
 		io.ReadFull(os.Stdin, make([]byte, 1))
 		var keep [][]byte

@@ -31,3 +31,4 @@ func (g *Group) Add(pid int) error     { return nil }
 func (g *Group) AddSelf() error        { return nil }
 func (g *Group) Stats() (Stats, error) { return Stats{}, ErrNoCgroup }
 func (g *Group) Close() error          { return nil }
+func (g *Group) Pacer() *Pacer         { return nil }

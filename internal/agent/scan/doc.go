@@ -9,7 +9,7 @@
 //
 // The agent daemon uses it like this (cmd/avfleet's scan command the same way):
 //
-//	sc, err := scan.FromAgent(cfg, scan.ClamdEngine(clamdClient), reporter, logger) // or scan.New(scan.Config{...})
+//	sc, err := scan.FromAgent(cfg, scan.ClamdEngine(clamdClient), reporter, logger, nil) // or scan.New(scan.Config{...})
 //	if err != nil { ... }
 //	defer sc.Close()
 //	key, versions, loaded, err := scan.DefinitionsKey(dbDir, clamdVersion.Raw)

@@ -52,7 +52,7 @@ func (pp *pipe) submit(j *job) {
 	for len(pp.inflight) >= pp.limit && r.ctx.Err() == nil {
 		pp.collect()
 	}
-	if r.ctx.Err() != nil {
+	if r.ctx.Err() != nil || r.pace() != nil {
 		j.dir.release()
 		return
 	}

@@ -303,7 +303,7 @@ func (r *run) worker() {
 		}
 	}()
 	for j := range r.jobs {
-		if r.ctx.Err() == nil {
+		if r.ctx.Err() == nil && r.pace() == nil {
 			if p := r.prepare(j); p != nil {
 				r.send(&conn, p)
 				p.close()
@@ -352,6 +352,15 @@ func typeReason(mode uint32) string {
 		return ReasonSocket
 	}
 	return ReasonDevice
+}
+
+// pace waits for the scan's Pacer, if it has one (limits without a
+// cgroup); an error is the scan's context ending.
+func (r *run) pace() error {
+	if r.s.cfg.Pacer == nil {
+		return nil
+	}
+	return r.s.cfg.Pacer.Wait(r.ctx)
 }
 
 // prepare opens one file for clamd, or counts why it is not sent and

@@ -42,6 +42,14 @@ type Config struct {
 	QuarantineDir string // where copy and move put files; always excluded from scans
 	Sink          Sink   // nil: events are only returned and passed to Options.OnFile
 	Logger        *slog.Logger
+	// Pacer, when set, is waited on before each file is opened for clamd:
+	// limits.Group.Pacer, where no cgroup holds the scan to its CPU limit.
+	Pacer Pacer
+}
+
+// Pacer holds a scan back to a CPU budget (limits.Pacer).
+type Pacer interface {
+	Wait(ctx context.Context) error
 }
 
 // Scanner scans; it is safe for use by several goroutines, one scan at a time.
@@ -108,7 +116,7 @@ func New(c Config) (*Scanner, error) {
 }
 
 // FromAgent builds the Scanner agent.yaml describes.
-func FromAgent(a *config.Agent, eng Engine, sink Sink, log *slog.Logger) (*Scanner, error) {
+func FromAgent(a *config.Agent, eng Engine, sink Sink, log *slog.Logger, pacer Pacer) (*Scanner, error) {
 	cache := ""
 	if a.Scan.Incremental {
 		cache = filepath.Join(a.StateDir, CacheFile)
@@ -124,6 +132,7 @@ func FromAgent(a *config.Agent, eng Engine, sink Sink, log *slog.Logger) (*Scann
 		QuarantineDir: a.Scan.QuarantineDir,
 		Sink:          sink,
 		Logger:        log,
+		Pacer:         pacer,
 	})
 }
 
