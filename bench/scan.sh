@@ -152,7 +152,7 @@ MB=$(echo "$BYTES" | awk '{printf "%.0f", $1 / 1048576}')
 	echo
 	echo "Tree: $N files, $MB MiB (bench/scantree -seed 1: 100 B .. 5 MB), in the page cache. One clamd"
 	echo "(test-6.cvd, MaxThreads $THREADS, DisableCache yes so that no run profits from an earlier one's"
-	echo "clean-file cache) for every run; avfleet: $THREADS files scanned at once, one more queued. $ROUNDS alternating rounds; seconds"
+	echo "clean-file cache) for every run; avfleet: $THREADS files scanned at once, $((2 * THREADS + 2)) in flight. $ROUNDS alternating rounds; seconds"
 	echo "of each: clamdscan$CS_ALL; avfleet$FULL_ALL; incremental$INCR_ALL. clamd's CPU seconds"
 	echo "per run: under clamdscan$CS_CPU; under avfleet$FULL_CPU. Load average before: $LOAD."
 	echo
@@ -164,7 +164,7 @@ MB=$(echo "$BYTES" | awk '{printf "%.0f", $1 / 1048576}')
 	echo "| same, one file replaced by EICAR | $CHANGEDT | | — | found, exit 1; files sent to clamd: $CHANGED_SCANNED |"
 	echo
 	set -- $LIMITED
-	echo "limits.cpu_percent: 25 ($MODE, clamd and avfleet scan in one group, 1 file scanned at once, one queued): full scan in"
+	echo "limits.cpu_percent: 25 ($MODE, clamd and avfleet scan in one group, 1 file scanned at once, 4 in flight): full scan in"
 	echo "$1 s using $2 s of CPU = **$3% of one core** (target: near 25; a ceiling: on a loaded machine the"
 	echo "group gets less). The quota held the group back in $5 of the $4 accounting periods it ran in."
 	echo
