@@ -315,14 +315,22 @@ func (d *Daemon) incomingLoop(ctx context.Context) {
 }
 
 // setLoop notices sets published by other processes (import, hold, release,
-// rollback run beside the daemon) by watching the verified link.
+// rollback run beside the daemon) by watching the verified link: at once
+// through inotify where it works, and by looking at it every half
+// PollInterval in any case.
 func (d *Daemon) setLoop(ctx context.Context) {
+	changed := watchName(ctx, d.cfg.DataDir, verifiedLink)
+	if changed == nil {
+		d.log.Debug("inotify unavailable: sets published by other processes are noticed by polling", "interval", d.opt.PollInterval/2)
+	}
 	t := time.NewTicker(d.opt.PollInterval / 2)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			d.refreshSet()
 		case <-t.C:
 			d.refreshSet()
 		}
