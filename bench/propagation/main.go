@@ -332,9 +332,9 @@ func propagation(certs string) (string, string) {
 	fmt.Fprintf(&b, "| import finished -> clamd detects | %s | %s | %s | %s |\n\n", ms(pct(afterImport, 50)), ms(pct(afterImport, 99)), ms(afterImport[0]), ms(afterImport[len(afterImport)-1]))
 	fmt.Fprintf(&b, "- target: under 5 s: **%s** (freshclam polling 12 times a day waits 1 h on average)\n", yes(pct(total, 99) < 5*time.Second))
 	fmt.Fprintf(&b, "- full databases fetched for the updates: %s (the agent applied the cdiff)\n", map[bool]string{false: "none", true: "SOME"}[anyFull])
-	fmt.Fprintf(&b, "- with %d samples, p99 is the largest. Most of the time is the mirror daemon noticing the\n", len(total))
-	fmt.Fprintf(&b, "  set a separate `import` process published (it polls its `verified` link every second); after\n")
-	fmt.Fprintf(&b, "  that: watch answer -> cdiff download -> verify and patch -> new set -> RELOAD confirmed.\n\n")
+	fmt.Fprintf(&b, "- with %d samples, p99 is the largest. The path: the separate `import` process verifies and\n", len(total))
+	fmt.Fprintf(&b, "  publishes the set; the daemon sees its `verified` link renamed (inotify) and answers the\n")
+	fmt.Fprintf(&b, "  agent's watch; cdiff download -> verify and patch -> new set -> RELOAD confirmed.\n\n")
 
 	var r strings.Builder
 	fmt.Fprintf(&r, "### Idle agent memory\n\n")

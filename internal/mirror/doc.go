@@ -15,7 +15,8 @@
 //
 // One flock on data_dir/lock serialises pipeline work between the daemon and
 // the CLI commands (import, hold, release, rollback). The daemon notices a new
-// snapshot by polling the verified link, so commands work while it runs.
+// snapshot by watching the verified link (inotify on Linux, and a poll twice a
+// second everywhere), so commands work while it runs.
 //
 // Upstream sync (online mode) uses the same pipeline: it writes a download with
 // PutIncoming and calls Ingest, exactly as a file dropped by hand.
