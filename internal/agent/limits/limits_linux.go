@@ -645,13 +645,33 @@ func threadNice(pid, tid int) (int, error) {
 // statField returns field n (1-based, as in proc(5)) of a /proc stat line;
 // the command name in parentheses may contain spaces.
 func statField(b []byte, n int) (int, error) {
+	v, err := statFields(b, n)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
+}
+
+// statFields returns the fields ns of a /proc stat line, parsing it once.
+func statFields(b []byte, ns ...int) ([]int, error) {
 	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || n < 3 {
-		return 0, errors.New("malformed stat line")
+	if i < 0 {
+		return nil, errors.New("malformed stat line")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < n-2 {
-		return 0, errors.New("short stat line")
+	out := make([]int, len(ns))
+	for k, n := range ns {
+		if n < 3 {
+			return nil, errors.New("malformed stat line")
+		}
+		if len(f) < n-2 {
+			return nil, errors.New("short stat line")
+		}
+		v, err := strconv.Atoi(f[n-3])
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
 	}
-	return strconv.Atoi(f[n-3])
+	return out, nil
 }

@@ -24,14 +24,10 @@ type Pacer struct {
 	rate  float64              // CPU seconds per wall second
 	burst time.Duration        // the bucket's size, in CPU time
 	cpu   func() time.Duration // CPU used by the paced processes so far
-	every time.Duration        // read cpu at most this often while in credit
-	now   func() time.Time     // time.Now, except in tests
-	sleep func(context.Context, time.Duration) error
 
-	last    time.Time     // when the bucket was last filled
+	last    time.Time     // when the bucket was last filled; zero before the first Wait
 	lastCPU time.Duration // cpu() then
 	tokens  time.Duration // CPU time that may still be used now
-	started bool
 }
 
 // pacerRead is how often Wait looks at the CPU counters while there is
@@ -45,9 +41,6 @@ func newPacer(percent int, cpu func() time.Duration) *Pacer {
 		rate:  rate,
 		burst: time.Duration(rate * float64(time.Second)),
 		cpu:   cpu,
-		every: pacerRead,
-		now:   time.Now,
-		sleep: sleepCtx,
 	}
 }
 
@@ -59,12 +52,12 @@ func (p *Pacer) Wait(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
-	if !p.started {
-		p.started, p.last, p.lastCPU, p.tokens = true, now, p.cpu(), p.burst
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last, p.lastCPU, p.tokens = now, p.cpu(), p.burst
 		return ctx.Err()
 	}
-	if p.tokens > 0 && now.Sub(p.last) < p.every {
+	if p.tokens > 0 && now.Sub(p.last) < pacerRead {
 		return ctx.Err()
 	}
 	for {
@@ -78,10 +71,10 @@ func (p *Pacer) Wait(ctx context.Context) error {
 		// Sleep until the debt is paid at rate, then look again: the
 		// processes may still be using CPU for work already handed over.
 		d := time.Duration(float64(-p.tokens)/p.rate) + time.Millisecond
-		if err := p.sleep(ctx, min(d, time.Second)); err != nil {
+		if err := sleepCtx(ctx, min(d, time.Second)); err != nil {
 			return err
 		}
-		now = p.now()
+		now = time.Now()
 	}
 }
 

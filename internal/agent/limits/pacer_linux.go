@@ -61,17 +61,9 @@ func readProcCPU(pid int) (time.Duration, uint64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	utime, err := statField(b, 14)
+	v, err := statFields(b, 14, 15, 22) // utime, stime, starttime
 	if err != nil {
 		return 0, 0, err
 	}
-	stime, err := statField(b, 15)
-	if err != nil {
-		return 0, 0, err
-	}
-	start, err := statField(b, 22)
-	if err != nil {
-		return 0, 0, err
-	}
-	return time.Duration(utime+stime) * clockTick, uint64(start), nil
+	return time.Duration(v[0]+v[1]) * clockTick, uint64(v[2]), nil
 }

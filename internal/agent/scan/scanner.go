@@ -33,7 +33,7 @@ type Sink interface {
 type Config struct {
 	Node          string // "" = hostname
 	Engine        Engine // required
-	Workers       int    // files clamd scans at once (plus one queued); <= 0: Concurrency(0, 0)
+	Workers       int    // files clamd scans at once (more wait in its queue); <= 0: Concurrency(0, 0)
 	Exclude       []string
 	OneFilesystem bool
 	MaxFileSize   int64  // larger files are counted too_large, not sent; 0: DefaultMaxFileSize
