@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -142,27 +139,15 @@ func runAgent(ctx context.Context, g *globalOptions, cfg *config.Agent) error {
 		return withCode(exitError, fmt.Errorf("%s: %w", cfg.Path(), err))
 	}
 	// SIGHUP re-reads the configuration (the allowlist applies at once).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	hupCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		for {
-			select {
-			case <-hupCtx.Done():
-				return
-			case <-hup:
-				nc, err := config.LoadAgent(cfg.Path())
-				if err == nil {
-					err = a.Reconfigure(nc)
-				}
-				if err != nil {
-					g.logger.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-				}
-			}
+	defer onSIGHUP(ctx, func() {
+		nc, err := config.LoadAgent(cfg.Path())
+		if err == nil {
+			err = a.Reconfigure(nc)
 		}
-	}()
+		if err != nil {
+			g.logger.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+		}
+	})()
 	if err := a.Run(ctx); err != nil {
 		return withCode(exitError, err)
 	}

@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -175,23 +172,11 @@ func runMirrorServe(ctx context.Context, g *globalOptions, cfg *config.Mirror) e
 		}
 		d.Go(s.Run)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	hupCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		for {
-			select {
-			case <-hupCtx.Done():
-				return
-			case <-hup:
-				if err := d.ReloadTLS(); err != nil {
-					g.logger.Error("SIGHUP: TLS reload failed, keeping the old certificates", "err", err)
-				}
-			}
+	defer onSIGHUP(ctx, func() {
+		if err := d.ReloadTLS(); err != nil {
+			g.logger.Error("SIGHUP: TLS reload failed, keeping the old certificates", "err", err)
 		}
-	}()
+	})()
 	if err := d.Run(ctx); err != nil {
 		return withCode(exitError, err)
 	}
