@@ -72,10 +72,22 @@ func New(c Config) (g *Group, warning error, err error) {
 	g = &Group{cfg: c, origin: map[int][]procDir{}}
 
 	var why []string
-	if ok, reason := v2Usable(c.Root); ok {
-		err := g.setupV2()
+	for _, try := range []struct {
+		usable func(root string) (bool, string)
+		setup  func() error
+		mode   Mode
+	}{
+		{v2Usable, g.setupV2, ModeCgroup2},
+		{v1Usable, g.setupV1, ModeCgroup1},
+	} {
+		ok, reason := try.usable(c.Root)
+		if !ok {
+			why = append(why, reason)
+			continue
+		}
+		err := try.setup()
 		if err == nil {
-			g.mode = ModeCgroup2
+			g.mode = try.mode
 			return g, nil, nil
 		}
 		g.removeCreated()
@@ -83,22 +95,6 @@ func New(c Config) (g *Group, warning error, err error) {
 			return nil, nil, err
 		}
 		why = append(why, err.Error())
-	} else {
-		why = append(why, reason)
-	}
-	if ok, reason := v1Usable(c.Root); ok {
-		err := g.setupV1()
-		if err == nil {
-			g.mode = ModeCgroup1
-			return g, nil, nil
-		}
-		g.removeCreated()
-		if !accessError(err) {
-			return nil, nil, err
-		}
-		why = append(why, err.Error())
-	} else {
-		why = append(why, reason)
 	}
 
 	g.created, g.procs, g.cpuDir, g.acctDir, g.memDir = nil, nil, "", "", ""
