@@ -2,12 +2,12 @@ package agent
 
 import (
 	"context"
-	"github.com/avfleet/avfleet/internal/mirror/api"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/avfleet/avfleet/internal/mirror/api"
 	"github.com/avfleet/avfleet/internal/report"
 	"github.com/avfleet/avfleet/internal/version"
 )

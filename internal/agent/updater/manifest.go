@@ -3,10 +3,11 @@ package updater
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/avfleet/avfleet/internal/mirror/api"
 	"io"
 	"regexp"
 	"strings"
+
+	"github.com/avfleet/avfleet/internal/mirror/api"
 )
 
 // The manifest's types are the mirror's own (internal/mirror/api depends on
