@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // DefaultFLevel is the f-level Build writes when none is given: 90 is
@@ -366,7 +368,7 @@ func Convert(src, dst string, to Kind) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("convert %s: %w", src, err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return fsutil.SyncDir(filepath.Dir(dst))
 }
 
 // extracted is a database unpacked into a directory, in archive order.

@@ -11,8 +11,9 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // ClamAV's public verification keys, as published in its source
@@ -187,54 +188,13 @@ func WriteKeyPair(prefix string, overwrite bool) (*rsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(keyPath, priv, 0o600); err != nil {
+	if err := fsutil.WriteFile(keyPath, priv, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(pubPath, pub, 0o644); err != nil {
+	if err := fsutil.WriteFile(pubPath, pub, 0o644); err != nil {
 		return nil, err
 	}
 	return key, nil
-}
-
-// writeFileAtomic writes data to path through a temp file in the same
-// directory, fsync and rename, so readers never see a partial file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil // best effort: some filesystems do not allow opening dirs
-	}
-	defer d.Close()
-	_ = d.Sync()
-	return nil
 }
 
 // isPlainName reports whether s is acceptable as a database member name: a

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // Patch verifies base, applies the cdiffs in order (each must be the previous
@@ -112,7 +114,7 @@ func Patch(base string, cdiffs []string, out string, t *Trust) (*Info, error) {
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, fmt.Errorf("patch: %w", err)
 	}
-	if err := syncDir(filepath.Dir(out)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(out)); err != nil {
 		return nil, err
 	}
 	info.Path = out

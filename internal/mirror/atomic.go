@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // Every file the mirror writes goes through these helpers: a temporary name in
@@ -32,19 +34,6 @@ func randomSuffix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// syncDir makes a rename or unlink in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s for fsync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // writeAtomic writes what r yields to path atomically and returns the byte count.
@@ -69,7 +58,7 @@ func writeAtomic(path string, r io.Reader, perm os.FileMode) (int64, error) {
 		os.Remove(tmp)
 		return n, fmt.Errorf("write %s: %w", path, err)
 	}
-	return n, syncDir(dir)
+	return n, fsutil.SyncDir(dir)
 }
 
 // writeFileAtomic is writeAtomic for bytes.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/avfleet/avfleet/internal/cvd"
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // history/<db>/<version>/ holds every verified file of that version:
@@ -290,11 +291,11 @@ func commitFile(dir string, m *fileMeta, src, signSrc string) error {
 	if err := writeFileAtomic(filepath.Join(dir, m.Name+metaSuffix), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return err
 	}
 	// A new version directory must itself be durable in its parent.
-	return syncDir(filepath.Dir(dir))
+	return fsutil.SyncDir(filepath.Dir(dir))
 }
 
 // removeCommitted deletes a committed file: sidecar first, so a crash midway
@@ -303,7 +304,7 @@ func removeCommitted(dir string, m *fileMeta) error {
 	if err := os.Remove(filepath.Join(dir, m.Name+metaSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", filepath.Join(dir, m.Name+metaSuffix), err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return err
 	}
 	os.Remove(filepath.Join(dir, m.Name))

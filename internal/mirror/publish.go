@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/avfleet/avfleet/internal/cvd"
+	"github.com/avfleet/avfleet/internal/fsutil"
 	"github.com/avfleet/avfleet/internal/mirror/api"
 )
 
@@ -251,7 +252,7 @@ func writeSet(dataDir string, gen uint64, now time.Time, dbs []api.Database, fil
 	if err := writeFileAtomic(filepath.Join(tmp, indexName), append(b, '\n'), 0o644); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := fsutil.SyncDir(tmp); err != nil {
 		return fail(err)
 	}
 	final := filepath.Join(setsDir, name)
@@ -259,7 +260,7 @@ func writeSet(dataDir string, gen uint64, now time.Time, dbs []api.Database, fil
 	if err := os.Rename(tmp, final); err != nil {
 		return fail(fmt.Errorf("publish set %s: %w", final, err))
 	}
-	if err := syncDir(setsDir); err != nil {
+	if err := fsutil.SyncDir(setsDir); err != nil {
 		return nil, err
 	}
 	link := filepath.Join(dataDir, tempPrefix+"verified-"+randomSuffix())
@@ -270,7 +271,7 @@ func writeSet(dataDir string, gen uint64, now time.Time, dbs []api.Database, fil
 		os.Remove(link)
 		return nil, fmt.Errorf("publish set %s: switch %s: %w", final, verifiedLink, err)
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := fsutil.SyncDir(dataDir); err != nil {
 		return nil, err
 	}
 	return newServedSet(final, idx), nil

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"github.com/avfleet/avfleet/internal/flock"
+	"github.com/avfleet/avfleet/internal/fsutil"
 
 	"bytes"
 	"context"
@@ -180,7 +181,7 @@ func (s *Store) recoverLocked() (*locked, error) {
 		}
 		os.RemoveAll(wd)
 	}
-	_ = syncDir(s.incoming)
+	_ = fsutil.SyncDir(s.incoming)
 	_ = removeStaleTemps(s.incoming, time.Hour)
 	_ = removeStaleTemps(s.opt.DataDir, 0)
 	_ = removeStaleTemps(s.rejected, 0)
@@ -641,8 +642,8 @@ func (s *Store) ingestLocked(l *locked, name, display, source string) (Result, e
 			signPath = ""
 		}
 	}
-	_ = syncDir(in)
-	_ = syncDir(s.incoming)
+	_ = fsutil.SyncDir(in)
+	_ = fsutil.SyncDir(s.incoming)
 	done := false
 	defer func() {
 		if done {
@@ -831,7 +832,7 @@ func (s *Store) rejectLocked(now time.Time, name, path, signPath string, res Res
 	if signPath != "" {
 		_ = os.Rename(signPath, dst+".sign")
 	}
-	return filepath.Join("rejected", stored), syncDir(s.rejected)
+	return filepath.Join("rejected", stored), fsutil.SyncDir(s.rejected)
 }
 
 // Hold freezes db at the version served now.

@@ -20,6 +20,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // File names inside a certificate directory. The mirror and agent configs
@@ -175,7 +177,7 @@ func InitWith(dir string, clients []string, o Options) error {
 		return fmt.Errorf("certs init: %w", err)
 	}
 	for _, f := range files {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := fsutil.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("certs init: %w", err)
 		}
 	}
@@ -238,10 +240,10 @@ func issueFiles(dir, base string, tmpl *x509.Certificate, o Options) error {
 		return err
 	}
 	// Key first: a certificate whose key is missing is worse than the reverse.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, certPEM, 0o644)
+	return fsutil.WriteFile(certPath, certPEM, 0o644)
 }
 
 // LoadCA reads ca.crt and ca.key from dir and checks that they belong together.
@@ -437,41 +439,4 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 func Fingerprint(c *x509.Certificate) string {
 	s := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(s[:])
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, fsyncs it and renames it into place, so readers (a mirror
-// reloading on SIGHUP) see the old or the new file, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // best effort: the rename is durable once the directory is
-		d.Close()
-	}
-	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // File names inside Options.StateDir.
@@ -82,30 +84,7 @@ func (o *Options) confPath() string { return filepath.Join(o.StateDir, ConfName)
 // never leaves clamd a half-written configuration.
 func (o *Options) writeConf() error {
 	data := []byte(strings.Join(o.confLines(), "\n") + "\n")
-	tmp, err := os.CreateTemp(o.StateDir, ".clamd.conf.*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", o.confPath(), err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", o.confPath(), err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", o.confPath(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", o.confPath(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", o.confPath(), err)
-	}
-	if err := os.Rename(tmp.Name(), o.confPath()); err != nil {
-		return fmt.Errorf("write %s: %w", o.confPath(), err)
-	}
-	return nil
+	return fsutil.WriteFile(o.confPath(), data, 0o600)
 }
 
 // prepareDirs creates the state and temp directories and empties the temp

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // Errors a caller (the quarantine command) maps to exit codes.
@@ -158,7 +160,7 @@ func (s *Store) Put(src *os.File, m Meta) (Meta, error) {
 		os.Remove(data)
 		return m, fmt.Errorf("quarantine %s: %w", m.Path, err)
 	}
-	syncDir(s.dir)
+	fsutil.SyncDir(s.dir) // best effort: the change is made either way
 	return m, nil
 }
 
@@ -167,30 +169,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	return os.Rename(tmp, path)
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	return fsutil.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // List returns every entry, oldest first. An entry whose metadata cannot be
@@ -251,6 +230,6 @@ func (s *Store) Delete(id string) error {
 	if err := os.Remove(s.MetaPath(id)); err != nil {
 		return fmt.Errorf("quarantine entry %s: %w", id, err)
 	}
-	syncDir(s.dir)
+	fsutil.SyncDir(s.dir) // best effort: the change is made either way
 	return nil
 }

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/fsutil"
 )
 
 // State keeps the start time of the last completed scheduled run across
@@ -43,24 +44,8 @@ func (f FileState) LastRun() (time.Time, error) {
 
 func (f FileState) SetLastRun(t time.Time) error {
 	b, _ := json.Marshal(stateFile{LastRun: t.UTC()})
-	tmp, err := os.CreateTemp(filepath.Dir(f.Path), ".schedule-*.tmp")
-	if err != nil {
-		return fmt.Errorf("write schedule state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write schedule state %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write schedule state %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write schedule state %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return fmt.Errorf("write schedule state: %w", err)
+	if err := fsutil.WriteFile(f.Path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("schedule state: %w", err)
 	}
 	return nil
 }

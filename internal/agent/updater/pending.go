@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/avfleet/avfleet/internal/fsutil"
 	"github.com/avfleet/avfleet/internal/report"
 )
 
@@ -76,21 +77,13 @@ func (s *Store) markPending(set, prev *Set, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.path(pendingFile + ".new")
-	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, s.path(pendingFile)); err != nil {
+	// The marker must be on disk (WriteFile syncs the directory too) before
+	// db's rename can be: a crash between the two must never leave an
+	// unmarked, unconfirmed db.
+	if err := fsutil.WriteFile(s.path(pendingFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("record the set being switched to: %w", err)
 	}
-	// The marker must be on disk before db's rename can be: a crash
-	// between the two must never leave an unmarked, unconfirmed db.
-	return syncDir(s.dir)
-}
-
-func writeFileSync(path string, data []byte) error {
-	_ = os.Remove(path)
-	return writeFile(path, bytes.NewReader(data))
+	return nil
 }
 
 // clearPending removes the marker. Its removal need not be durable: a

@@ -1,7 +1,10 @@
 package updater
 
 import (
+	"time"
+
 	"github.com/avfleet/avfleet/internal/flock"
+	"github.com/avfleet/avfleet/internal/fsutil"
 
 	"bytes"
 	"context"
@@ -82,6 +85,20 @@ func (s *Store) recover() error {
 	for _, n := range []string{dbLink, prevLink} {
 		if err := os.Remove(s.path(n + ".new")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
+		}
+	}
+	// fsutil.WriteFile's temporaries left by a crash. last-success is
+	// written outside the lock: a temporary under a minute old may be a
+	// running daemon's.
+	for _, n := range []string{pendingFile, lastSuccessFile} {
+		tmps, _ := filepath.Glob(s.path("." + n + ".tmp-*"))
+		for _, t := range tmps {
+			if fi, err := os.Lstat(t); err != nil || time.Since(fi.ModTime()) < time.Minute {
+				continue
+			}
+			if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	entries, err := os.ReadDir(s.path(setsDir))
@@ -312,7 +329,7 @@ func (b *Build) Commit() (*Set, error) {
 	// cvd.Patch and cvd.Convert output). What is left to make durable is the
 	// directory entries. (fsync costs ~10 ms on a VM disk, and a fleet of
 	// nodes on one host pays it per node.)
-	if err := syncDir(b.dir); err != nil {
+	if err := fsutil.SyncDir(b.dir); err != nil {
 		return nil, err
 	}
 	name, err := b.s.nextSetName()
@@ -323,7 +340,7 @@ func (b *Build) Commit() (*Set, error) {
 	if err := os.Rename(b.dir, final); err != nil {
 		return nil, fmt.Errorf("name new set %s: %w", final, err)
 	}
-	if err := syncDir(b.s.path(setsDir)); err != nil {
+	if err := fsutil.SyncDir(b.s.path(setsDir)); err != nil {
 		return nil, err
 	}
 	return b.s.loadSet(name)
@@ -360,7 +377,7 @@ func (s *Store) Activate(set *Set) error {
 	if err := s.swapLink(dbLink, filepath.Join(setsDir, set.Name)); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return fsutil.SyncDir(s.dir)
 }
 
 // Restore points db back at set (after clamd refused the one Activate
@@ -369,7 +386,7 @@ func (s *Store) Restore(set *Set) error {
 	if err := s.swapLink(dbLink, filepath.Join(setsDir, set.Name)); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return fsutil.SyncDir(s.dir)
 }
 
 // swapLink replaces link by rename(2) of a new symlink; the caller fsyncs
@@ -423,16 +440,4 @@ func (s *Store) Sets() ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s for fsync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
 }

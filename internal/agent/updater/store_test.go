@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestStoreRecover: whatever a killed agent left (a set half built, a
@@ -46,6 +47,9 @@ func TestStoreRecover(t *testing.T) {
 	os.WriteFile(half.Path("test.cld"), []byte("ClamAV-VDB:half"), 0o644)
 	os.Symlink(filepath.Join(setsDir, "999999"), filepath.Join(dir, "db.new"))
 	os.WriteFile(filepath.Join(dir, downloadDir, "test-6.cdiff"), []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(dir, "."+pendingFile+".tmp-123"), []byte(`{"set":`), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(dir, "."+pendingFile+".tmp-123"), old, old)
 
 	unlock, err := s.Lock(context.Background())
 	if err != nil {
@@ -64,7 +68,7 @@ func TestStoreRecover(t *testing.T) {
 	if err != nil || prev.Name != first.Name {
 		t.Fatalf("previous %+v, %v", prev, err)
 	}
-	for _, p := range []string{"db.new", filepath.Join(downloadDir, "test-6.cdiff")} {
+	for _, p := range []string{"db.new", filepath.Join(downloadDir, "test-6.cdiff"), "." + pendingFile + ".tmp-123"} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
 			t.Errorf("%s survived recovery", p)
 		}

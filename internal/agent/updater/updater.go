@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/avfleet/avfleet/internal/cvd"
+	"github.com/avfleet/avfleet/internal/fsutil"
 	"github.com/avfleet/avfleet/internal/report"
 )
 
@@ -816,7 +817,7 @@ func FormatVersions(v map[string]uint) string {
 // lastSuccess reads when a cycle last succeeded (state_dir/last-success), so
 // that staleness survives restarts.
 func (s *Store) lastSuccess() time.Time {
-	b, err := os.ReadFile(s.path("last-success"))
+	b, err := os.ReadFile(s.path(lastSuccessFile))
 	if err != nil {
 		return time.Time{}
 	}
@@ -827,10 +828,10 @@ func (s *Store) lastSuccess() time.Time {
 	return t
 }
 
+// lastSuccessFile in state_dir holds the time of the last successful
+// update, so the stale alert survives a restart.
+const lastSuccessFile = "last-success"
+
 func (s *Store) setLastSuccess(t time.Time) error {
-	tmp := s.path("last-success.new")
-	if err := os.WriteFile(tmp, []byte(t.UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.path("last-success"))
+	return fsutil.WriteFile(s.path(lastSuccessFile), []byte(t.UTC().Format(time.RFC3339Nano)+"\n"), 0o644)
 }
