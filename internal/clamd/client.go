@@ -187,10 +187,20 @@ func (c *Client) ScanStream(ctx context.Context, r io.Reader) (Result, error) {
 // over a unix socket, INSTREAM (reading f from offset 0) over TCP.
 // Result.Path is f.Name().
 func (c *Client) ScanFile(ctx context.Context, f *os.File) (Result, error) {
-	if c.Addr.Network == "unix" {
-		return c.ScanFD(ctx, f)
+	return scanFile(ctx, c, c.Addr, f)
+}
+
+// fileScanner is what Client and Session share for ScanFile.
+type fileScanner interface {
+	ScanFD(ctx context.Context, f *os.File) (Result, error)
+	ScanStream(ctx context.Context, r io.Reader) (Result, error)
+}
+
+func scanFile(ctx context.Context, s fileScanner, addr Addr, f *os.File) (Result, error) {
+	if addr.Network == "unix" {
+		return s.ScanFD(ctx, f)
 	}
-	r, err := c.ScanStream(ctx, io.NewSectionReader(f, 0, math.MaxInt64))
+	r, err := s.ScanStream(ctx, io.NewSectionReader(f, 0, math.MaxInt64))
 	if err == nil {
 		r.Path = f.Name()
 	}

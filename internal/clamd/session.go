@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"strconv"
@@ -137,14 +136,7 @@ func (s *Session) ScanStream(ctx context.Context, r io.Reader) (Result, error) {
 
 // ScanFile is FILDES over a unix socket, INSTREAM over TCP; see Client.ScanFile.
 func (s *Session) ScanFile(ctx context.Context, f *os.File) (Result, error) {
-	if s.addr.Network == "unix" {
-		return s.ScanFD(ctx, f)
-	}
-	r, err := s.ScanStream(ctx, io.NewSectionReader(f, 0, math.MaxInt64))
-	if err == nil {
-		r.Path = f.Name()
-	}
-	return r, err
+	return scanFile(ctx, s, s.addr, f)
 }
 
 // Close sends END, waits briefly for replies still owed, and closes the
