@@ -120,6 +120,37 @@ func TestKill9KeepsACompleteVerifiedSet(t *testing.T) {
 			t.Fatalf("round %d (seed %d): served set inconsistent", i, seed)
 		}
 	}
+	// Random timing may miss the short verification window, so end with
+	// kills aimed at it: drop the chain and kill the daemon the moment a
+	// file sits in work/*/in. Each such kill must be requeued on restart.
+	aimed := 0
+	for try := 0; try < 20 && aimed < 3; try++ {
+		m.kill()
+		must(t, os.RemoveAll(e.data))
+		m = e.startMirror(t)
+		drop(chain)
+		if !waitMidVerification(e.data, 5*time.Second) {
+			continue
+		}
+		m.kill()
+		kills++
+		m = e.startMirror(t)
+		// Recovery runs when the daemon first takes the store's lock;
+		// give it a moment (a kill that came just after the commit
+		// leaves nothing to requeue).
+		n := 0
+		for wait := time.Now().Add(2 * time.Second); n == 0 && time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+			n = strings.Count(m.log.String(), "requeued file from an interrupted verification")
+		}
+		checkServedSet(t, e, c, rounds+try)
+		if n > 0 {
+			requeued += n
+			aimed++
+		}
+		if t.Failed() {
+			t.Fatalf("aimed kill %d (seed %d): served set inconsistent", try, seed)
+		}
+	}
 	// The store is not wedged: the whole chain still imports.
 	out, errOut, code := runAvfleet(t, "mirror", "release", "--config", e.cfg, "test")
 	if code > 1 {
@@ -142,6 +173,20 @@ func TestKill9KeepsACompleteVerifiedSet(t *testing.T) {
 	}
 	t.Logf("%d SIGKILLs of the daemon (%d of a CLI command beside it) in %v; %d files were mid-verification and requeued; every restart served a complete verified set",
 		kills, cliKills, time.Since(start).Round(time.Millisecond), requeued)
+}
+
+// waitMidVerification polls data/work/*/in until a file is in it (a file
+// claimed from incoming/ and not yet committed or rejected), and reports
+// whether one was seen before the timeout.
+func waitMidVerification(data string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ins, _ := filepath.Glob(filepath.Join(data, "work", "*", "in", "*"))
+		if len(ins) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func must(t testing.TB, err error) {
