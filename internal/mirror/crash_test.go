@@ -123,8 +123,9 @@ func TestKill9KeepsACompleteVerifiedSet(t *testing.T) {
 	// Random timing may miss the short verification window, so end with
 	// kills aimed at it: drop the chain and kill the daemon the moment a
 	// file sits in work/*/in. Each such kill must be requeued on restart.
-	aimed := 0
-	for try := 0; try < 20 && aimed < 3; try++ {
+	aimed, tries := 0, 0
+	for ; tries < 20 && aimed < 3; tries++ {
+		try := tries
 		m.kill()
 		must(t, os.RemoveAll(e.data))
 		m = e.startMirror(t)
@@ -171,8 +172,8 @@ func TestKill9KeepsACompleteVerifiedSet(t *testing.T) {
 	if requeued == 0 {
 		t.Error("no SIGKILL landed while a file was being verified: the test proved less than it should")
 	}
-	t.Logf("%d SIGKILLs of the daemon (%d of a CLI command beside it) in %v; %d files were mid-verification and requeued; every restart served a complete verified set",
-		kills, cliKills, time.Since(start).Round(time.Millisecond), requeued)
+	t.Logf("%d SIGKILLs of the daemon (%d of a CLI command beside it, %d of %d aimed at a verification landed) in %v; %d files were mid-verification and requeued; every restart served a complete verified set",
+		kills, cliKills, aimed, tries, time.Since(start).Round(time.Millisecond), requeued)
 }
 
 // waitMidVerification polls data/work/*/in until a file is in it (a file
