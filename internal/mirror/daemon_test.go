@@ -25,11 +25,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/avfleet/avfleet/internal/config"
 	"github.com/avfleet/avfleet/internal/cvd"
 	"github.com/avfleet/avfleet/internal/mirror/api"
+	"github.com/avfleet/avfleet/internal/testutil"
 	"github.com/avfleet/avfleet/internal/tlsutil"
 )
 
@@ -328,10 +329,10 @@ func TestWatchWakesThousandsAtOnce(t *testing.T) {
 	last := time.Now()
 	waitForUpTo(t, 90*time.Second, "2000 watchers", func() bool {
 		if time.Since(last) > 5*time.Second {
-			t.Logf("%v watchers waiting", testutil.ToFloat64(td.metrics.watchers))
+			t.Logf("%v watchers waiting", promtest.ToFloat64(td.metrics.watchers))
 			last = time.Now()
 		}
-		return testutil.ToFloat64(td.metrics.watchers) == float64(n)
+		return promtest.ToFloat64(td.metrics.watchers) == float64(n)
 	})
 	t.Logf("%d watches waiting after %v", n, time.Since(setup))
 	start := time.Now()
@@ -404,7 +405,7 @@ func TestNodeReports(t *testing.T) {
 	if st.Nodes != (NodeCounts{Total: 2, Reporting: 2, Current: 1}) {
 		t.Errorf("status nodes %+v", st.Nodes)
 	}
-	if v := testutil.ToFloat64(gaugeOf(t, td.reg, "avfleet_mirror_nodes", "state", "current")); v != 1 {
+	if v := promtest.ToFloat64(gaugeOf(t, td.reg, "avfleet_mirror_nodes", "state", "current")); v != 1 {
 		t.Errorf("metric nodes{state=current} = %v", v)
 	}
 	recs, _ := td.store.State().NodeReports()
@@ -474,14 +475,14 @@ func TestMutualTLSRefusesAndCounts(t *testing.T) {
 		{"server certificate as client", filepath.Join(td.pki, "server.crt"), filepath.Join(td.pki, "server.key"), "bad_key_usage"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before := testutil.ToFloat64(td.metrics.tlsFailures.WithLabelValues(c.reason))
+			before := promtest.ToFloat64(td.metrics.tlsFailures.WithLabelValues(c.reason))
 			r, err := clientWith(c.cert, c.key).Get(td.url("/test.cvd"))
 			if err == nil {
 				r.Body.Close()
 				t.Fatalf("request succeeded with status %d", r.StatusCode)
 			}
 			waitFor(t, "failure counted as "+c.reason, func() bool {
-				return testutil.ToFloat64(td.metrics.tlsFailures.WithLabelValues(c.reason)) == before+1
+				return promtest.ToFloat64(td.metrics.tlsFailures.WithLabelValues(c.reason)) == before+1
 			})
 		})
 	}
@@ -614,7 +615,7 @@ func TestDaemonRunsAndStopsParts(t *testing.T) {
 // exports when the server certificate and the client CA end, and a renewal
 // picked up by SIGHUP (ReloadTLS) shows at once and silences the warning.
 func TestCertificateExpiry(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	var cfg *config.Mirror
 	td := startDaemon(t, nil, func(c *config.Mirror, o *DaemonOptions) {
 		cfg = c

@@ -105,7 +105,7 @@ func TestRootCommandsKeepTheDataDirOwner(t *testing.T) {
 	// The daemon as the owner verifies and publishes what comes next.
 	d := exec.Command(bin, "mirror", "serve", "--config", cfg)
 	d.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	d.Stdout, d.Stderr = &log, &log
 	must(t, d.Start())
 	exited := make(chan struct{})

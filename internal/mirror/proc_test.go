@@ -106,27 +106,9 @@ func newMirrorEnv(t testing.TB, extra string) *mirrorEnv {
 	return e
 }
 
-// syncBuffer collects a subprocess's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type mirrorProc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -134,7 +116,7 @@ type mirrorProc struct {
 // startMirror runs `avfleet mirror serve` and waits for /healthz.
 func (e *mirrorEnv) startMirror(t testing.TB) *mirrorProc {
 	t.Helper()
-	p := &mirrorProc{log: &syncBuffer{}, done: make(chan struct{})}
+	p := &mirrorProc{log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(avfleetBinary(t), "mirror", "serve", "--config", e.cfg, "--log-level", "debug")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

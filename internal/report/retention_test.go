@@ -1,34 +1,16 @@
 package report
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/avfleet/avfleet/internal/testutil"
 )
-
-// syncBuffer is a log destination read while Run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRetention: a scan, a detection and an update every 10 days for 500
 // days; keeping 400 days prunes the 10 of each older than that at once,
@@ -50,7 +32,7 @@ func TestRetention(t *testing.T) {
 	}
 	var clock atomic.Int64
 	clock.Store(start.UnixNano())
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	r := Retention{History: h, Keep: 400 * 24 * time.Hour, Every: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return time.Unix(0, clock.Load()) }}
 	rctx, cancel := context.WithCancel(ctx)

@@ -1,7 +1,6 @@
 package clamdtest
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +36,7 @@ type Real struct {
 	PID    int
 
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 }
 
@@ -59,7 +57,7 @@ func StartReal(t testing.TB, o RealOptions) *Real {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r := &Real{Dir: dir, DBDir: filepath.Join(dir, "db"), log: &lockedBuffer{}, done: make(chan struct{})}
+	r := &Real{Dir: dir, DBDir: filepath.Join(dir, "db"), log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	if err := os.Mkdir(r.DBDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -188,21 +186,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o644)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -168,27 +168,11 @@ func (u *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // syncProc is one run of the syncing mirror.
 type syncProc struct {
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	mu   *sync.Mutex
+	log  *testutil.SyncBuffer
 	done chan struct{}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (p *syncProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *syncProc) output() string { return p.log.String() }
 
 func (p *syncProc) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
@@ -235,10 +219,10 @@ func TestKill9DuringSyncs(t *testing.T) {
 
 	start := func() *syncProc {
 		t.Helper()
-		p := &syncProc{log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+		p := &syncProc{log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 		p.cmd = exec.Command(self, "-test.run=^$")
 		p.cmd.Env = append(os.Environ(), syncMirrorEnv+"="+cfgPath)
-		p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p.mu, p.log}, lockedWriter{p.mu, p.log}
+		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
