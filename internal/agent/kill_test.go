@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -54,6 +55,38 @@ func runChild(path string) int {
 	return 0
 }
 
+// writeChildConfig writes cfg's effective configuration for a child agent
+// and returns its path.
+func writeChildConfig(t *testing.T, cfg *config.Agent) string {
+	t.Helper()
+	y, err := cfg.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startChild runs an agent on cfgPath in a child process (the test binary
+// again, see TestMain), its log going to stderr.
+func startChild(t *testing.T, cfgPath string, stderr io.Writer) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
 // children lists the pids whose parent is pid.
 func children(pid int) []int {
 	var out []int
@@ -85,14 +118,7 @@ func TestAgentKill9(t *testing.T) {
 	m.importFiles("test-3.cvd", "test-4.cdiff", "test-5.cdiff", "test-6.cdiff")
 	cfg := agentConfig(t, certs, "node1", m.addr)
 	cfg.Report.MetricsListen = ""
-	y, err := cfg.Effective()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfgPath, y, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeChildConfig(t, cfg)
 	eicarFile := filepath.Join(t.TempDir(), "eicar.com")
 	if err := os.WriteFile(eicarFile, eicar, 0o644); err != nil {
 		t.Fatal(err)
@@ -122,19 +148,10 @@ func TestAgentKill9(t *testing.T) {
 	}()
 	defer func() { cancel(); <-flipped }()
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	installs, debris := 0, 0
 	for round := 1; round <= rounds; round++ {
 		var logBuf bytes.Buffer
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
-		cmd.Stderr = &logBuf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd := startChild(t, cfgPath, &logBuf)
 		time.Sleep(300*time.Millisecond + rand.N(1200*time.Millisecond))
 		kids := children(cmd.Process.Pid)
 		if err := cmd.Process.Kill(); err != nil {

@@ -93,18 +93,7 @@ func TestAgentUnconfirmedSetRolledBack(t *testing.T) {
 	cfg := agentConfig(t, certs, "node1", m.addr)
 	cfg.Trust.CVDKeys = []string{orgKey}
 	cfg.Report.MetricsListen = ""
-	y, err := cfg.Effective()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfgPath, y, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeChildConfig(t, cfg)
 	db := filepath.Join(cfg.StateDir, "db")
 	cli, err := clamd.NewClient("unix://" + filepath.Join(cfg.StateDir, "clamd.sock"))
 	if err != nil {
@@ -122,12 +111,7 @@ func TestAgentUnconfirmedSetRolledBack(t *testing.T) {
 			t.Fatal("in 5 rounds no kill landed between the switch and clamd's verdict")
 		}
 		var logBuf bytes.Buffer
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
-		cmd.Stderr = &logBuf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd := startChild(t, cfgPath, &logBuf)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
