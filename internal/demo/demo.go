@@ -669,28 +669,8 @@ func (r *run) finish(err error, took time.Duration) {
 	}
 	r.out.line("")
 	r.out.line("Stopping the agent (and its clamd) and the mirror.")
-	if r.aStop != nil {
-		r.aStop()
-		select {
-		case e := <-r.aDone:
-			if e != nil {
-				r.out.line("agent: %v", e)
-			}
-		case <-time.After(30 * time.Second):
-			r.out.line("the agent did not stop within 30 s")
-		}
-	}
-	if r.mStop != nil {
-		r.mStop()
-		select {
-		case e := <-r.mDone:
-			if e != nil {
-				r.out.line("mirror: %v", e)
-			}
-		case <-time.After(30 * time.Second):
-			r.out.line("the mirror did not stop within 30 s")
-		}
-	}
+	r.stopPart("agent", r.aStop, r.aDone)
+	r.stopPart("mirror", r.mStop, r.mDone)
 	for _, f := range []*os.File{r.mirrorLog, r.agentLog} {
 		if f != nil {
 			f.Close()
@@ -752,4 +732,21 @@ func (p *printer) detail(format string, a ...any) {
 		return
 	}
 	fmt.Fprintf(p.w, "      %s\n", s)
+}
+
+// stopPart cancels a part started with stop and waits up to 30 s for its
+// Run to return on done; nothing to do if it was never started.
+func (r *run) stopPart(name string, stop context.CancelFunc, done chan error) {
+	if stop == nil {
+		return
+	}
+	stop()
+	select {
+	case e := <-done:
+		if e != nil {
+			r.out.line("%s: %v", name, e)
+		}
+	case <-time.After(30 * time.Second):
+		r.out.line("the %s did not stop within 30 s", name)
+	}
 }
