@@ -17,41 +17,16 @@ import (
 // ClamAV's key in a CVD; a node whose trust section lacks that key refuses it
 // even though the mirror accepted it, and still installs ClamAV's database.
 func TestAgentOrganisationDatabase(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := cvd.WriteKeyPair(filepath.Join(dir, "org"), false); err != nil {
-		t.Fatal(err)
-	}
 	sample := []byte("avfleet organisation test sample " + strings.Repeat("x", 40))
-	sum := md5.Sum(sample)
-	hdb := filepath.Join(dir, "acme.hdb")
-	if err := os.WriteFile(hdb, []byte(hex.EncodeToString(sum[:])+":"+itoa(len(sample))+":Acme.Test.Sample-1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := os.ReadFile(filepath.Join(dir, "org.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := cvd.ParsePrivateKeyPEM(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbFile := filepath.Join(dir, "acme.cvd")
-	f, err := os.Create(dbFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cvd.Build(f, cvd.BuildOptions{Name: "acme", Version: 1, Key: pk, Files: []string{hdb}, Time: time.Now().Add(-time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	dbFile, orgKey := orgDatabase(t, map[string]string{"acme.hdb": hdbLine(sample, "Acme.Test.Sample-1")})
 
 	certs := pki(t, "node1", "node2")
-	m := startMirrorWith(t, certs, t.TempDir(), "127.0.0.1:0", []string{filepath.Join(dir, "org.pub.pem")})
+	m := startMirrorWith(t, certs, t.TempDir(), "127.0.0.1:0", []string{orgKey})
 	m.importFiles("test-3.cvd")
 	m.importPaths(dbFile)
 
 	cfg := agentConfig(t, certs, "node1", m.addr)
-	cfg.Trust.CVDKeys = []string{filepath.Join(dir, "org.pub.pem")}
+	cfg.Trust.CVDKeys = []string{orgKey}
 	a := startAgent(t, cfg, nil)
 	a.waitReady(t, 30*time.Second)
 	eventually(t, 10*time.Second, "acme installed", func() bool { return a.Updater().Status().Installed["acme"] == 1 })
@@ -91,4 +66,46 @@ func TestAgentOrganisationDatabase(t *testing.T) {
 	if got := scan(t, b.ClamdAddr(), eicar); got != "Eicar-Test-Signature" {
 		t.Fatalf("node2: EICAR: %q", got)
 	}
+}
+
+// orgDatabase builds acme.cvd version 1, signed with a new organisation key
+// (returned as its PEM path), holding the given signature files.
+func orgDatabase(t *testing.T, files map[string]string) (dbFile, pubKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := cvd.WriteKeyPair(filepath.Join(dir, "org"), false); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := os.ReadFile(filepath.Join(dir, "org.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := cvd.ParsePrivateKeyPEM(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	dbFile = filepath.Join(dir, "acme.cvd")
+	f, err := os.Create(dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := cvd.Build(f, cvd.BuildOptions{Name: "acme", Version: 1, Key: pk, Files: paths, Time: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return dbFile, filepath.Join(dir, "org.pub.pem")
+}
+
+// hdbLine is a ClamAV .hdb signature (MD5:size:name) for sample.
+func hdbLine(sample []byte, name string) string {
+	sum := md5.Sum(sample)
+	return hex.EncodeToString(sum[:]) + ":" + itoa(len(sample)) + ":" + name + "\n"
 }

@@ -3,8 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,45 +14,8 @@ import (
 	"time"
 
 	"github.com/avfleet/avfleet/internal/clamd"
-	"github.com/avfleet/avfleet/internal/cvd"
 	"github.com/avfleet/avfleet/internal/report"
 )
-
-// orgDatabase builds acme.cvd version 1, signed with a new organisation key
-// (returned as its PEM path), holding the given signature files.
-func orgDatabase(t *testing.T, files map[string]string) (dbFile, pubKey string) {
-	t.Helper()
-	dir := t.TempDir()
-	if _, err := cvd.WriteKeyPair(filepath.Join(dir, "org"), false); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := os.ReadFile(filepath.Join(dir, "org.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := cvd.ParsePrivateKeyPEM(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var paths []string
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
-	dbFile = filepath.Join(dir, "acme.cvd")
-	f, err := os.Create(dbFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := cvd.Build(f, cvd.BuildOptions{Name: "acme", Version: 1, Key: pk, Files: paths, Time: time.Now().Add(-time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	return dbFile, filepath.Join(dir, "org.pub.pem")
-}
 
 // readPending reads STATE_DIR/pending as the updater wrote it.
 func readPending(t *testing.T, stateDir string) (set, prev string, ok bool) {
@@ -82,9 +43,8 @@ func readPending(t *testing.T, stateDir string) (set, prev string, ok bool) {
 // clamd runs and finds EICAR, and the history says what happened.
 func TestAgentUnconfirmedSetRolledBack(t *testing.T) {
 	sample := []byte("avfleet organisation test sample " + strings.Repeat("y", 40))
-	sum := md5.Sum(sample)
 	acme, orgKey := orgDatabase(t, map[string]string{
-		"acme.hdb":   hex.EncodeToString(sum[:]) + ":" + itoa(len(sample)) + ":Acme.Test.Sample-1\n",
+		"acme.hdb":   hdbLine(sample, "Acme.Test.Sample-1"),
 		"broken.ndb": "this is not a signature\n",
 	})
 	certs := pki(t, "node1")
